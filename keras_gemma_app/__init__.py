@@ -1,0 +1,59 @@
+"""keras-gemma-app: run Google's Gemma models on JAX, TensorFlow or PyTorch through KerasHub.
+
+Choose the backend first, then load a model and generate::
+
+    import keras_gemma_app as kga
+    kga.use_backend("torch")
+    pipe = kga.load("gemma3_instruct_1b", dtype="bfloat16")
+    pipe.generate("Why is the sky blue?", sampler=kga.TopP(p=0.9, temperature=0.7, seed=1))
+
+Importing this package does not import keras; names load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # Backend
+    "use_backend": "keras_gemma_app.backend",
+    "BACKENDS": "keras_gemma_app.backend",
+    # Loading and generating
+    "load": "keras_gemma_app.loading",
+    "Pipeline": "keras_gemma_app.pipeline",
+    "Completion": "keras_gemma_app.pipeline",
+    # Samplers
+    "Sampler": "keras_gemma_app.samplers",
+    "Greedy": "keras_gemma_app.samplers",
+    "TopK": "keras_gemma_app.samplers",
+    "TopP": "keras_gemma_app.samplers",
+    "Random": "keras_gemma_app.samplers",
+    "Beam": "keras_gemma_app.samplers",
+    "Contrastive": "keras_gemma_app.samplers",
+    "sampler_from_options": "keras_gemma_app.samplers",
+    # Errors
+    "KerasGemmaError": "keras_gemma_app.errors",
+    "BackendError": "keras_gemma_app.errors",
+    "ModelNotFoundError": "keras_gemma_app.errors",
+    "InvalidModelError": "keras_gemma_app.errors",
+    "SettingsError": "keras_gemma_app.errors",
+    "ConversionError": "keras_gemma_app.errors",
+    "OfflineError": "keras_gemma_app.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_gemma_app' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

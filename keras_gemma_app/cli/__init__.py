@@ -1,0 +1,59 @@
+"""The ``keras-gemma`` command line: a thin click group, one module per verb.
+
+Verb modules are imported only when their verb runs (or when ``--help``
+lists them); none of them imports keras at module level, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from keras_gemma_app import __version__
+from keras_gemma_app.errors import KerasGemmaError
+
+# verb -> "module:function"; each module holds one verb.
+VERBS = {
+    "generate": "keras_gemma_app.cli.generate:generate",
+    "backends": "keras_gemma_app.cli.backends:backends",
+}
+
+
+class UserError(click.ClickException):
+    """A problem the user can fix: printed as one line, exit status 2."""
+
+    exit_code = 2
+
+
+class AppGroup(click.Group):
+    """Loads verbs lazily and renders the library's typed errors."""
+
+    def list_commands(self, ctx):
+        return list(VERBS)
+
+    def get_command(self, ctx, name):
+        target = VERBS.get(name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KerasGemmaError as error:
+            raise UserError(str(error)) from None
+
+
+@click.group(cls=AppGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="keras-gemma")
+def main():
+    """Run Google's Gemma models with Keras on JAX, TensorFlow or PyTorch.
+
+    \b
+    Examples:
+      keras-gemma generate "Why is the sky blue?"
+      keras-gemma generate -m gemma3_instruct_1b --backend torch "Hello"
+      keras-gemma backends
+    """

@@ -1,0 +1,116 @@
+"""``keras-gemma generate``: complete one or more prompts."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from keras_gemma_app.backend import BACKENDS, requested_backend
+from keras_gemma_app.cli.console import status, stderr_console
+from keras_gemma_app.errors import SettingsError
+from keras_gemma_app.loading import DTYPES, check_dtype
+from keras_gemma_app.model_ref import MODEL_ENV, model_or_default, parse_model
+from keras_gemma_app.samplers import SAMPLERS, sampler_from_options
+
+
+def _read_lines(stream) -> list[str]:
+    return [line.rstrip("\r\n") for line in stream if line.strip()]
+
+
+def collect_prompts(arguments: tuple[str, ...], prompts_file) -> list[str]:
+    """Prompts from the arguments, then the file, else standard input (one per line)."""
+    prompts = list(arguments)
+    if prompts_file is not None:
+        prompts += _read_lines(prompts_file)
+    if not prompts and prompts_file is None and not sys.stdin.isatty():
+        prompts = _read_lines(sys.stdin)
+    if not prompts:
+        raise SettingsError(
+            "Expected a prompt: give it as an argument, with --prompts-file, or on standard input."
+        )
+    for prompt in prompts:
+        if not prompt.strip():
+            raise SettingsError("Expected a non-empty prompt, received an empty one.")
+    return prompts
+
+
+@click.command()
+@click.argument("prompts", nargs=-1)
+@click.option("-m", "--model", default=None, metavar="MODEL",
+              help=f"Preset name, kaggle://… or hf://… handle, or local directory "
+                   f"[default: ${MODEL_ENV}, else the app's default model].")
+@click.option("--prompts-file", type=click.File("r", encoding="utf-8"),
+              help="Read prompts from FILE, one per line ('-' for standard input).")
+@click.option("--backend", type=click.Choice(BACKENDS, case_sensitive=False), default=None,
+              help="Keras backend [default: $KERAS_BACKEND, else jax].")
+@click.option("--dtype", type=click.Choice(DTYPES), default=None,
+              help="Compute dtype [default: the preset's].")
+@click.option("--max-new-tokens", type=int, default=64, show_default=True,
+              help="Most tokens to generate per prompt.")
+@click.option("--sampler", "sampler_name", type=click.Choice(list(SAMPLERS)), default=None,
+              help="Decoding strategy [default: greedy, or inferred from the options below].")
+@click.option("--temperature", type=float, default=None, help="Softmax temperature (0 = greedy).")
+@click.option("--top-k", type=int, default=None, help="Candidates kept by top_k/top_p/contrastive.")
+@click.option("--top-p", type=float, default=None, help="Probability mass kept by top_p, in (0, 1].")
+@click.option("--num-beams", type=int, default=None, help="Beams kept by beam search.")
+@click.option("--alpha", type=float, default=None, help="Degeneration penalty of contrastive search, in [0, 1].")
+@click.option("--seed", type=int, default=None, help="Random seed for reproducible sampling.")
+@click.option("--stop-token-id", "stop_token_ids", type=int, multiple=True, metavar="ID",
+              help="Extra token id that ends generation (repeatable); <eos> and <end_of_turn> always do.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
+@click.option("-q", "--quiet", is_flag=True, help="No status or timing on stderr.")
+def generate(prompts, model, prompts_file, backend, dtype, max_new_tokens, sampler_name,
+             temperature, top_k, top_p, num_beams, alpha, seed, stop_token_ids, as_json, quiet):
+    """Complete PROMPTS and print only the completions on stdout.
+
+    Several prompts (repeated arguments, --prompts-file, or lines on standard
+    input) are generated as one batch.
+
+    \b
+    Examples:
+      keras-gemma generate "The capital of France is"
+      keras-gemma generate -m gemma3_instruct_1b --backend torch --dtype bfloat16 "Hi"
+      keras-gemma generate --sampler top_p --top-p 0.9 --temperature 0.7 --seed 1 "Once"
+    """
+    from keras_gemma_app.loading import load
+
+    # Check every input before the slow imports.
+    batch = collect_prompts(prompts, prompts_file)
+    sampler = sampler_from_options(
+        sampler_name, temperature=temperature, top_k=top_k, top_p=top_p,
+        num_beams=num_beams, alpha=alpha, seed=seed,
+    )
+    if max_new_tokens < 1:
+        raise SettingsError(f"--max-new-tokens must be >= 1, but is {max_new_tokens}.")
+    ref = parse_model(model_or_default(model))
+    check_dtype(dtype)
+    chosen = requested_backend(backend)
+
+    console = stderr_console(quiet)
+    with status(console, f"Loading {ref.text} on {chosen}…"):
+        start = time.perf_counter()
+        pipe = load(ref.text, dtype=dtype, backend=chosen, sampler=sampler)
+        load_seconds = time.perf_counter() - start
+    with status(console, f"Generating with {sampler.describe()}…"):
+        results = pipe.completions(batch, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
+
+    for result in results:
+        if as_json:
+            click.echo(json.dumps({
+                "prompt": result.prompt,
+                "completion": result.text,
+                "prompt_tokens": result.prompt_tokens,
+                "new_tokens": len(result.token_ids),
+                "finish_reason": result.finish_reason,
+            }, ensure_ascii=False))
+        else:
+            click.echo(result.text)
+    new_tokens = sum(len(result.token_ids) for result in results)
+    seconds = results[0].seconds
+    console.print(
+        f"[dim]{ref.text} · {chosen} · loaded in {load_seconds:.1f} s · "
+        f"{new_tokens} tokens in {seconds:.2f} s ({new_tokens / seconds:.1f} tok/s)[/dim]"
+    )

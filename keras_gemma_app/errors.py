@@ -1,0 +1,34 @@
+"""Typed errors the library raises for problems a user can fix.
+
+Every message is a single line that says what was expected, what was
+received and, where there is one, what to do. The CLI prints the message and
+exits with status 2; Python callers catch the class they care about.
+"""
+
+
+class KerasGemmaError(Exception):
+    """Base class of every error a user can cause and fix."""
+
+
+class BackendError(KerasGemmaError):
+    """An unknown, missing or already-fixed Keras backend."""
+
+
+class ModelNotFoundError(KerasGemmaError):
+    """A model name, handle or path that does not resolve to a model."""
+
+
+class InvalidModelError(KerasGemmaError):
+    """A model reference that is malformed or points at something that is not a preset."""
+
+
+class SettingsError(KerasGemmaError, ValueError):
+    """A generation or sampler setting outside its allowed range."""
+
+
+class ConversionError(KerasGemmaError):
+    """A checkpoint that cannot be converted (format, architecture or quantization)."""
+
+
+class OfflineError(KerasGemmaError):
+    """Something needed the network while offline, or is missing from the cache."""

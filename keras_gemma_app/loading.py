@@ -1,0 +1,103 @@
+"""Loading a Gemma model into a :class:`~keras_gemma_app.pipeline.Pipeline`."""
+
+from __future__ import annotations
+
+from keras_gemma_app import backend as backend_lib
+from keras_gemma_app.errors import InvalidModelError, ModelNotFoundError, OfflineError, SettingsError
+from keras_gemma_app.model_ref import ModelRef, check_preset_name, model_or_default, parse_model
+from keras_gemma_app.samplers import Sampler
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_dtype(dtype: str | None) -> str | None:
+    """Validates a compute dtype name; None keeps the preset's own."""
+    if dtype is not None and dtype not in DTYPES:
+        raise SettingsError(f"Unknown dtype {dtype!r}: expected one of {', '.join(DTYPES)}.")
+    return dtype
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def _is_network_error(error: BaseException) -> bool:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return True
+        module = type(error).__module__
+        if module.startswith(("requests", "urllib3", "httpx", "socket")) and "Connect" in type(error).__name__:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _load_causal_lm(ref: ModelRef, dtype: str | None):
+    import keras_hub
+    from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
+
+    if ref.kind == "preset":
+        check_preset_name(ref.source, BUILTIN_PRESETS)
+    kwargs = {"dtype": dtype} if dtype else {}
+    try:
+        causal_lm = keras_hub.models.CausalLM.from_preset(ref.source, **kwargs)
+    except (FileNotFoundError, ValueError, OSError) as error:
+        if _is_network_error(error):
+            raise OfflineError(
+                f"Could not reach the network to fetch {ref.text!r} ({_first_line(error)}): "
+                "check the connection, or use a cached or local model."
+            ) from None
+        if isinstance(error, FileNotFoundError) and ref.kind in ("kaggle", "hf"):
+            raise ModelNotFoundError(f"Could not fetch {ref.text!r}: {_first_line(error)}") from None
+        raise InvalidModelError(f"Could not load {ref.text!r}: {_first_line(error)}") from None
+    name = type(causal_lm).__name__
+    if "Gemma" not in name:
+        raise InvalidModelError(
+            f"{ref.text!r} is a {name}, not a Gemma model: this app runs Gemma presets."
+        )
+    return causal_lm
+
+
+def load(
+    model: str | None = None,
+    *,
+    dtype: str | None = None,
+    backend: str | None = None,
+    sampler: Sampler | None = None,
+):
+    """Loads a Gemma model and returns a ready :class:`Pipeline`.
+
+    Args:
+        model: a KerasHub preset name, ``kaggle://…`` or ``hf://…`` handle, or
+            a local preset directory; default: $KERAS_GEMMA_MODEL, else the
+            app's default model.
+        dtype: "float32", "bfloat16" or "float16"; None keeps the preset's.
+        backend: "jax", "tensorflow" or "torch"; None keeps the backend chosen
+            with :func:`use_backend`, else $KERAS_BACKEND, else "jax". It must
+            be chosen before keras is first imported in the process.
+        sampler: default sampler settings (default: :class:`Greedy`).
+
+    Returns:
+        A :class:`~keras_gemma_app.pipeline.Pipeline`.
+
+    Raises:
+        KerasGemmaError: a subclass naming what was wrong with the input.
+
+    Example:
+        >>> import keras_gemma_app as kga
+        >>> kga.use_backend("torch")
+        >>> pipe = kga.load("gemma3_instruct_1b", dtype="bfloat16")
+        >>> pipe.generate("Why is the sky blue?", max_new_tokens=64)
+    """
+    from keras_gemma_app.pipeline import Pipeline
+
+    ref = parse_model(model_or_default(model))
+    check_dtype(dtype)
+    if sampler is not None:
+        Pipeline._check_sampler(sampler)
+    active = backend_lib.activate(backend)
+    causal_lm = _load_causal_lm(ref, dtype)
+    return Pipeline(causal_lm, model=ref.text, backend=active, sampler=sampler)

@@ -1,0 +1,77 @@
+"""Shared fixtures.
+
+The in-process tests run on one backend (``--backend``, default jax), chosen
+here before anything imports keras; tests that compare backends start one
+subprocess per backend. ``tiny_preset`` is a 2-layer random Gemma 3 preset for
+plumbing tests, built once per run.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import keras_gemma_app as kga
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TESTS = pathlib.Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backend", default="jax", help="backend of the in-process tests")
+
+
+def pytest_configure(config):
+    kga.use_backend(config.getoption("--backend"))
+
+
+@pytest.fixture(scope="session")
+def backend(pytestconfig) -> str:
+    return pytestconfig.getoption("--backend")
+
+
+@pytest.fixture(scope="session")
+def tiny_preset(tmp_path_factory) -> pathlib.Path:
+    """A random 2-layer Gemma 3 preset in Keras native format (float32)."""
+    sys.path.insert(0, str(TESTS))
+    from tiny_gemma import build_tiny_preset
+
+    return build_tiny_preset(tmp_path_factory.mktemp("tiny") / "tiny_gemma3")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_preset):
+    """The tiny preset loaded once on the in-process backend."""
+    return kga.load(str(tiny_preset))
+
+
+def _environment(changes: dict | None) -> dict:
+    """os.environ with ``changes`` applied; a value of None removes the variable."""
+    env = dict(os.environ)
+    for key, value in (changes or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def run_python(code: str, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Runs ``python -c code`` in a fresh process (its own keras backend)."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True, text=True, env=_environment(env), timeout=timeout, cwd=ROOT,
+    )
+
+
+def run_cli(*args: str, env: dict | None = None, stdin: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Runs the installed ``keras-gemma`` console script in a fresh process."""
+    script = pathlib.Path(sys.executable).with_name("keras-gemma")
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, env=_environment(env),
+        input=stdin, timeout=timeout, cwd=ROOT,
+    )
