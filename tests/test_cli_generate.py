@@ -1,0 +1,121 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from keras_gemma_app.cli import main
+from conftest import run_cli, run_python
+
+
+@pytest.fixture
+def invoke():
+    def call(*args, input=None):
+        return CliRunner().invoke(main, list(args), input=input)
+
+    return call
+
+
+def test_prints_only_the_completion(invoke, tiny_preset, tiny_pipe):
+    result = invoke("generate", "-m", str(tiny_preset), "--max-new-tokens", "5", "hello")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == tiny_pipe.generate("hello", max_new_tokens=5) + "\n"
+    assert "Loading" in result.stderr and "tok/s" in result.stderr
+
+
+def test_quiet_has_no_status(invoke, tiny_preset):
+    result = invoke("generate", "-q", "-m", str(tiny_preset), "--max-new-tokens", "3", "hello")
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_prompts_from_arguments_file_and_stdin_are_one_batch(invoke, tiny_preset, tiny_pipe, tmp_path):
+    expected = tiny_pipe.generate(["The capital of France", "hello"], max_new_tokens=4)
+    args = ("generate", "-q", "-m", str(tiny_preset), "--max-new-tokens", "4")
+    from_args = invoke(*args, "The capital of France", "hello")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("The capital of France\n\nhello\n")
+    from_file = invoke(*args, "--prompts-file", str(prompts))
+    from_stdin = invoke(*args, input="The capital of France\nhello\n")
+    for result in (from_args, from_file, from_stdin):
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines() == expected
+
+
+def test_json_output_and_sampler_flags(invoke, tiny_preset, tiny_pipe):
+    import keras_gemma_app as kga
+
+    result = invoke("generate", "-q", "-m", str(tiny_preset), "--json", "--max-new-tokens", "4",
+                    "--sampler", "top_p", "--top-p", "0.9", "--temperature", "2", "--seed", "3", "hello")
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.stdout)
+    expected = tiny_pipe.generate("hello", max_new_tokens=4, sampler=kga.TopP(p=0.9, temperature=2.0, seed=3))
+    assert line["completion"] == expected
+    assert line["new_tokens"] == 4 and line["finish_reason"] == "length" and line["prompt"] == "hello"
+
+
+def test_stop_token_id_flag(invoke, tiny_preset, tiny_pipe):
+    full = tiny_pipe.completions("hello", max_new_tokens=6)[0]
+    stop = full.token_ids[2]
+    result = invoke("generate", "-q", "-m", str(tiny_preset), "--json", "--max-new-tokens", "6",
+                    "--stop-token-id", str(stop), "hello")
+    line = json.loads(result.stdout)
+    assert line["finish_reason"] == "stop"
+    assert line["new_tokens"] == full.token_ids.index(stop)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-m", "gemma3_instrct_1b", "hi"], "Unknown Gemma preset 'gemma3_instrct_1b'. Did you mean gemma3_instruct_1b"),
+        (["-m", "kaggle://keras/gemma", "hi"], "Malformed Kaggle handle"),
+        (["-m", "hf://google", "hi"], "Malformed Hugging Face handle"),
+        (["-m", "./missing/dir", "hi"], "No such model directory: './missing/dir'"),
+        (["-m", "tests", "hi"], "'tests' is not a model preset: expected a directory with config.json"),
+        (["--backend", "mxnet", "hi"], "Invalid value for '--backend': 'mxnet' is not one of"),
+        (["--top-k", "0", "hi"], "top-k `k` must be an integer >= 1, but is 0"),
+        (["--top-p", "0", "hi"], r"top-p `p` must be in the interval (0, 1], but is 0.0"),
+        (["--top-p", "1.5", "hi"], "but is 1.5"),
+        (["--temperature", "-1", "hi"], "temperature must be a number >= 0"),
+        (["--max-new-tokens", "0", "hi"], "--max-new-tokens must be >= 1, but is 0"),
+        ([""], "Expected a non-empty prompt"),
+        ([], "Expected a prompt: give it as an argument"),
+        (["--dtype", "float8", "hi"], "Invalid value for '--dtype': 'float8' is not one of"),
+        (["--sampler", "greedy", "--top-p", "0.5", "hi"], "--top-p does not apply to the greedy sampler"),
+        (["--num-beams", "0", "--sampler", "beam", "hi"], "num_beams must be an integer >= 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(invoke, args, message):
+    result = invoke("generate", *args, input="")
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1
+
+
+def test_a_backend_that_is_not_installed(tiny_preset):
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from keras_gemma_app.cli import main\n"
+        f"main(['generate', '--backend', 'torch', '-m', {str(tiny_preset)!r}, 'hi'])\n"
+    )
+    done = run_python(code)
+    assert done.returncode == 2
+    assert "Error: Backend 'torch' is not installed: pip install torch" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_console_script_in_a_real_process(tiny_preset, tiny_pipe, backend):
+    done = run_cli("generate", "-m", str(tiny_preset), "--max-new-tokens", "5", "hello",
+                   env={"KERAS_BACKEND": None, "KERAS_GEMMA_MODEL": None})
+    assert done.returncode == 0, done.stderr[-2000:]
+    if backend == "jax":
+        assert done.stdout == tiny_pipe.generate("hello", max_new_tokens=5) + "\n"
+    assert "· jax ·" in done.stderr  # the documented default backend
+
+
+def test_model_from_environment_variable(invoke, tiny_preset, monkeypatch):
+    monkeypatch.setenv("KERAS_GEMMA_MODEL", str(tiny_preset))
+    result = invoke("generate", "--max-new-tokens", "2", "hello")
+    assert result.exit_code == 0, result.output
+    assert str(tiny_preset) in result.stderr
