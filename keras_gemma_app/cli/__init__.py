@@ -17,6 +17,8 @@ from keras_gemma_app.errors import KerasGemmaError
 VERBS = {
     "generate": "keras_gemma_app.cli.generate:generate",
     "backends": "keras_gemma_app.cli.backends:backends",
+    "import": "keras_gemma_app.cli.import_model:import_group",
+    "export": "keras_gemma_app.cli.export:export",
 }
 
 
@@ -55,5 +57,6 @@ def main():
     Examples:
       keras-gemma generate "Why is the sky blue?"
       keras-gemma generate -m gemma3_instruct_1b --backend torch "Hello"
+      keras-gemma import gguf model.gguf ./my_preset
       keras-gemma backends
     """

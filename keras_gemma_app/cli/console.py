@@ -29,3 +29,23 @@ def status(console: Console, message: str):
         else:
             console.print(message)
             yield
+
+
+@contextlib.contextmanager
+def progress_bar(console: Console, description: str):
+    """Yields a ``progress(stage, completed, total)`` callback drawing a rich bar."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    if console.quiet:
+        yield lambda stage, completed, total: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, completed: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"{description}: {stage}", total=total or None)
+            bar.update(tasks[stage], completed=completed, total=total or None)
+
+        yield update

@@ -9,10 +9,10 @@ import time
 import click
 
 from keras_gemma_app.backend import BACKENDS, requested_backend
-from keras_gemma_app.cli.console import status, stderr_console
+from keras_gemma_app.cli.console import progress_bar, status, stderr_console
 from keras_gemma_app.errors import SettingsError
 from keras_gemma_app.loading import DTYPES, check_dtype
-from keras_gemma_app.model_ref import MODEL_ENV, model_or_default, parse_model
+from keras_gemma_app.model_ref import DEFAULT_MODEL, MODEL_ENV, model_or_default, parse_model
 from keras_gemma_app.samplers import SAMPLERS, sampler_from_options
 
 
@@ -37,11 +37,23 @@ def collect_prompts(arguments: tuple[str, ...], prompts_file) -> list[str]:
     return prompts
 
 
+def prepare_model(console, ref) -> None:
+    """Imports the bundled model or a GGUF file into the cache on first use, with a progress bar."""
+    from keras_gemma_app.resolve import needs_import, prepare_import
+
+    if not needs_import(ref):
+        return
+    what = "the bundled model" if ref.kind == "bundled" else "the GGUF file"
+    console.print(f"Importing {what} {ref.text} into the cache as a Keras preset (first use only)…")
+    with progress_bar(console, "Importing") as progress:
+        prepare_import(ref, progress=progress)
+
+
 @click.command()
 @click.argument("prompts", nargs=-1)
 @click.option("-m", "--model", default=None, metavar="MODEL",
-              help=f"Preset name, kaggle://… or hf://… handle, or local directory "
-                   f"[default: ${MODEL_ENV}, else the app's default model].")
+              help=f"Preset name, kaggle://… or hf://… handle, local directory or .gguf file "
+                   f"[default: ${MODEL_ENV}, else {DEFAULT_MODEL}].")
 @click.option("--prompts-file", type=click.File("r", encoding="utf-8"),
               help="Read prompts from FILE, one per line ('-' for standard input).")
 @click.option("--backend", type=click.Choice(BACKENDS, case_sensitive=False), default=None,
@@ -61,9 +73,11 @@ def collect_prompts(arguments: tuple[str, ...], prompts_file) -> list[str]:
 @click.option("--stop-token-id", "stop_token_ids", type=int, multiple=True, metavar="ID",
               help="Extra token id that ends generation (repeatable); <eos> and <end_of_turn> always do.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
+@click.option("--offline", is_flag=True, default=None,
+              help="Never use the network; fail clearly if the model is not cached [default: $KERAS_GEMMA_OFFLINE].")
 @click.option("-q", "--quiet", is_flag=True, help="No status or timing on stderr.")
 def generate(prompts, model, prompts_file, backend, dtype, max_new_tokens, sampler_name,
-             temperature, top_k, top_p, num_beams, alpha, seed, stop_token_ids, as_json, quiet):
+             temperature, top_k, top_p, num_beams, alpha, seed, stop_token_ids, as_json, offline, quiet):
     """Complete PROMPTS and print only the completions on stdout.
 
     Several prompts (repeated arguments, --prompts-file, or lines on standard
@@ -90,9 +104,10 @@ def generate(prompts, model, prompts_file, backend, dtype, max_new_tokens, sampl
     chosen = requested_backend(backend)
 
     console = stderr_console(quiet)
+    prepare_model(console, ref)
     with status(console, f"Loading {ref.text} on {chosen}…"):
         start = time.perf_counter()
-        pipe = load(ref.text, dtype=dtype, backend=chosen, sampler=sampler)
+        pipe = load(ref.text, dtype=dtype, backend=chosen, sampler=sampler, offline=offline)
         load_seconds = time.perf_counter() - start
     with status(console, f"Generating with {sampler.describe()}…"):
         results = pipe.completions(batch, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
