@@ -50,8 +50,13 @@ def _load_causal_lm(ref: ModelRef, dtype: str | None, offline: bool, progress=No
     except (FileNotFoundError, ValueError, OSError) as error:
         if _is_network_error(error):
             raise OfflineError(
-                f"Could not reach the network to fetch {ref.text!r} ({_first_line(error)}): "
+                f"Could not download {ref.text!r}: the network failed on the way; "
                 "check the connection, or use a cached or local model."
+            ) from None
+        if offline and ref.kind == "hf":
+            raise OfflineError(
+                f"{ref.text!r} is not available offline: it is not in the Hugging Face cache. "
+                "Run once without --offline to download it, or choose a cached or local model."
             ) from None
         if isinstance(error, FileNotFoundError) and ref.kind in ("kaggle", "hf"):
             raise ModelNotFoundError(f"Could not fetch {ref.text!r}: {_first_line(error)}") from None

@@ -8,10 +8,13 @@
 
 from __future__ import annotations
 
+import os
+
 from keras_gemma_app import bundled, gguf_cache
 from keras_gemma_app.errors import OfflineError
 from keras_gemma_app.kaggle_cache import KaggleHandle, cached_preset, describe_missing
 from keras_gemma_app.model_ref import ModelRef
+from keras_gemma_app.network import HF_HOST, KAGGLE_HOST, reachable
 
 
 def needs_import(ref: ModelRef) -> bool:
@@ -67,4 +70,16 @@ def resolve_source(ref: ModelRef, *, offline: bool, registry: dict[str, dict], p
                 "Run once without --offline (with Kaggle credentials) to download it, "
                 "or choose a cached or local model."
             )
+        if not any(os.environ.get(name) for name in ("KAGGLE_API_ENDPOINT", "KAGGLE_API_ENVIRONMENT")):
+            _require_network(ref, KAGGLE_HOST)
+    elif ref.kind == "hf" and not offline:
+        _require_network(ref, HF_HOST)
     return ref.source
+
+
+def _require_network(ref: ModelRef, host: str) -> None:
+    if not reachable(host):
+        raise OfflineError(
+            f"Cannot reach {host} to download {ref.text!r}: check the network connection, "
+            "or use a cached or local model (--offline never tries the network)."
+        )

