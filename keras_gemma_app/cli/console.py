@@ -10,7 +10,7 @@ from rich.console import Console
 
 def stderr_console(quiet: bool = False) -> Console:
     """A rich console on stderr; ``quiet`` silences it."""
-    return Console(file=sys.stderr, quiet=quiet, highlight=False)
+    return Console(file=sys.stderr, quiet=quiet, highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
