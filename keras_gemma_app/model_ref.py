@@ -173,11 +173,11 @@ def check_preset_name(name: str, registry: dict[str, dict]) -> None:
     if name in registry:
         raise ModelNotFoundError(
             f"{name!r} is a KerasHub preset but not a Gemma model: this app runs Gemma presets "
-            f"(e.g. {', '.join(gemma[:3])})."
+            f"(see `keras-gemma list`)."
         )
     close = difflib.get_close_matches(name, gemma, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ModelNotFoundError(
-        f"Unknown Gemma preset {name!r}.{hint} Expected a KerasHub Gemma preset name, "
-        "kaggle://…, hf://… or a local directory."
+        f"Unknown Gemma preset {name!r}.{hint} Expected a KerasHub Gemma preset name "
+        "(see `keras-gemma list`), kaggle://…, hf://…, a local directory or a .gguf file."
     )

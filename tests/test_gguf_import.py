@@ -9,6 +9,7 @@ layout against KerasHub's own `save_to_preset`, and the error paths.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 import sys

