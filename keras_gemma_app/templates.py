@@ -112,3 +112,25 @@ def render_prompt(prompt: str, template: str, *, system: str | None = None) -> s
 def fim_prompt(prefix: str, suffix: str) -> str:
     """CodeGemma fill-in-the-middle: the model writes what goes between ``prefix`` and ``suffix``."""
     return f"{FIM_PREFIX}{prefix}{FIM_SUFFIX}{suffix}{FIM_MIDDLE}"
+
+
+def build_prompt(prompt: str | None, template: str, *, system: str | None = None, raw: bool = False,
+                 fim_prefix: str | None = None, fim_suffix: str | None = None) -> str:
+    """The exact text sent to the tokenizer for one request.
+
+    Args:
+        prompt: the user's text (None with fill-in-the-middle).
+        template: the model's prompt format (see :data:`TEMPLATES`).
+        system: an optional system instruction.
+        raw: send ``prompt`` as it is, whatever the template.
+        fim_prefix, fim_suffix: build a CodeGemma fill-in-the-middle prompt instead.
+    """
+    if fim_prefix is not None or fim_suffix is not None:
+        if prompt:
+            raise SettingsError("Expected either a prompt or --fim-prefix/--fim-suffix, received both.")
+        return fim_prompt(fim_prefix or "", fim_suffix or "")
+    if prompt is None or not prompt.strip():
+        raise SettingsError("Expected a non-empty prompt, received an empty one.")
+    if raw and not system:
+        return prompt
+    return render_prompt(prompt, "raw" if raw else template, system=system)
