@@ -77,6 +77,7 @@ def load(
     sampler: Sampler | None = None,
     offline: bool | None = None,
     progress=None,
+    template: str | None = None,
 ):
     """Loads a Gemma model and returns a ready :class:`Pipeline`.
 
@@ -93,6 +94,8 @@ def load(
             model missing from the cache raises :class:`OfflineError`.
         progress: optional ``progress(stage, completed, total)`` callback,
             called while a GGUF file is imported on first use.
+        template: prompt format ("raw", "gemma", "gemma3", "gemma4"); default:
+            chosen from the model (pretrained models get raw text).
 
     Returns:
         A :class:`~keras_gemma_app.pipeline.Pipeline`.
@@ -106,10 +109,15 @@ def load(
         >>> pipe = kga.load("gemma3_instruct_1b", dtype="bfloat16")
         >>> pipe.generate("Why is the sky blue?", max_new_tokens=64)
     """
+    from keras_gemma_app import catalogue
     from keras_gemma_app.pipeline import Pipeline
+    from keras_gemma_app.template_choice import choose_template
+    from keras_gemma_app.templates import check_template
 
     ref = parse_model(model_or_default(model))
     check_dtype(dtype)
+    template = check_template(template) if template is not None else choose_template(ref)
+    entry = catalogue.find(ref.text)
     if sampler is not None:
         Pipeline._check_sampler(sampler)
     offline = offline_requested(offline)
@@ -117,4 +125,5 @@ def load(
         enter_offline_mode()
     active = backend_lib.activate(backend)
     causal_lm = _load_causal_lm(ref, dtype, offline, progress)
-    return Pipeline(causal_lm, model=ref.text, backend=active, sampler=sampler)
+    return Pipeline(causal_lm, model=ref.text, backend=active, sampler=sampler, template=template,
+                    context_length=entry.context_length if entry else None)

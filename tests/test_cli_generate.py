@@ -119,3 +119,35 @@ def test_model_from_environment_variable(invoke, tiny_preset, monkeypatch):
     result = invoke("generate", "--max-new-tokens", "2", "hello")
     assert result.exit_code == 0, result.output
     assert str(tiny_preset) in result.stderr
+
+
+def test_stream_prints_the_same_text(invoke, tiny_preset, tiny_pipe):
+    result = invoke("generate", "-q", "-m", str(tiny_preset), "--stream", "--max-new-tokens", "6", "hello")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == tiny_pipe.generate("hello", max_new_tokens=6) + "\n"
+
+
+def test_stop_string_flag(invoke, tiny_preset, tiny_pipe):
+    full = tiny_pipe.generate("The capital of France", max_new_tokens=12)
+    stop = full[3:6]
+    for mode in ("--stream", "--no-stream"):
+        result = invoke("generate", "-q", "-m", str(tiny_preset), mode, "--max-new-tokens", "12",
+                        "--stop", stop, "The capital of France")
+        assert result.stdout == full[: full.index(stop)] + "\n"
+
+
+def test_system_template_and_fim_flags(invoke, tiny_preset, tiny_pipe):
+    import keras_gemma_app as kga
+
+    templated = kga.load(str(tiny_preset), template="gemma3")
+    result = invoke("generate", "-q", "-m", str(tiny_preset), "--template", "gemma3", "--system", "Be brief.",
+                    "--max-new-tokens", "4", "--json", "Hi")
+    line = json.loads(result.stdout)
+    assert line["completion"] == templated.generate("Hi", system="Be brief.", max_new_tokens=4)
+    assert line["prompt_tokens"] == templated.count_tokens(templated.format_prompt("Hi", system="Be brief."))
+    fim = invoke("generate", "-q", "-m", str(tiny_preset), "--fim-prefix", "def add(a, b):", "--fim-suffix", "\n",
+                 "--max-new-tokens", "3", "--json")
+    line = json.loads(fim.stdout)
+    assert line["prompt"] == "<|fim_prefix|>def add(a, b):<|fim_suffix|>\n<|fim_middle|>"
+    both = invoke("generate", "-m", str(tiny_preset), "--fim-prefix", "x", "hello")
+    assert both.exit_code == 2 and "either prompts or --fim-prefix" in both.stderr

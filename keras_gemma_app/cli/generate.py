@@ -14,6 +14,8 @@ from keras_gemma_app.errors import SettingsError
 from keras_gemma_app.loading import DTYPES, check_dtype
 from keras_gemma_app.model_ref import DEFAULT_MODEL, MODEL_ENV, model_or_default, parse_model
 from keras_gemma_app.samplers import SAMPLERS, sampler_from_options
+from keras_gemma_app.templates import TEMPLATES, fim_prompt
+from keras_gemma_app.text_stream import check_stop_strings
 
 
 def _read_lines(stream) -> list[str]:
@@ -72,12 +74,23 @@ def prepare_model(console, ref) -> None:
 @click.option("--seed", type=int, default=None, help="Random seed for reproducible sampling.")
 @click.option("--stop-token-id", "stop_token_ids", type=int, multiple=True, metavar="ID",
               help="Extra token id that ends generation (repeatable); <eos> and <end_of_turn> always do.")
+@click.option("--stop", "stop_strings", multiple=True, metavar="TEXT",
+              help="Stop when the text contains TEXT (repeatable); TEXT is not printed.")
+@click.option("--system", default=None, help="A system instruction, in the model's prompt format.")
+@click.option("--template", type=click.Choice(TEMPLATES), default=None,
+              help="Prompt format [default: chosen from the model; pretrained models get raw text].")
+@click.option("--raw", is_flag=True, help="Send the prompt as it is, whatever the model's format.")
+@click.option("--fim-prefix", default=None, help="Code before the gap: a CodeGemma fill-in-the-middle request.")
+@click.option("--fim-suffix", default=None, help="Code after the gap (with --fim-prefix).")
+@click.option("--stream/--no-stream", default=None,
+              help="Print tokens as they come [default: when stdout is a terminal and there is one prompt].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
 @click.option("--offline", is_flag=True, default=None,
               help="Never use the network; fail clearly if the model is not cached [default: $KERAS_GEMMA_OFFLINE].")
 @click.option("-q", "--quiet", is_flag=True, help="No status or timing on stderr.")
 def generate(prompts, model, prompts_file, backend, dtype, max_new_tokens, sampler_name,
-             temperature, top_k, top_p, num_beams, alpha, seed, stop_token_ids, as_json, offline, quiet):
+             temperature, top_k, top_p, num_beams, alpha, seed, stop_token_ids, stop_strings, system,
+             template, raw, fim_prefix, fim_suffix, stream, as_json, offline, quiet):
     """Complete PROMPTS and print only the completions on stdout.
 
     Several prompts (repeated arguments, --prompts-file, or lines on standard
@@ -92,7 +105,11 @@ def generate(prompts, model, prompts_file, backend, dtype, max_new_tokens, sampl
     from keras_gemma_app.loading import load
 
     # Check every input before the slow imports.
-    batch = collect_prompts(prompts, prompts_file)
+    fim = fim_prefix is not None or fim_suffix is not None
+    if fim and (prompts or prompts_file):
+        raise SettingsError("Expected either prompts or --fim-prefix/--fim-suffix, received both.")
+    batch = [fim_prompt(fim_prefix or "", fim_suffix or "")] if fim else collect_prompts(prompts, prompts_file)
+    check_stop_strings(stop_strings)
     sampler = sampler_from_options(
         sampler_name, temperature=temperature, top_k=top_k, top_p=top_p,
         num_beams=num_beams, alpha=alpha, seed=seed,
@@ -107,11 +124,39 @@ def generate(prompts, model, prompts_file, backend, dtype, max_new_tokens, sampl
     prepare_model(console, ref)
     with status(console, f"Loading {ref.text} on {chosen}…"):
         start = time.perf_counter()
-        pipe = load(ref.text, dtype=dtype, backend=chosen, sampler=sampler, offline=offline)
+        pipe = load(ref.text, dtype=dtype, backend=chosen, sampler=sampler, offline=offline, template=template)
         load_seconds = time.perf_counter() - start
-    with status(console, f"Generating with {sampler.describe()}…"):
-        results = pipe.completions(batch, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
+    options = dict(max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids, stop=stop_strings,
+                   system=system, raw=raw or fim)
+    if stream is None:
+        stream = sys.stdout.isatty() and len(batch) == 1 and not as_json
+    if stream and len(batch) == 1 and not as_json:
+        new_tokens, seconds = stream_to_stdout(pipe, batch[0], options)
+    else:
+        with status(console, f"Generating with {sampler.describe()}…"):
+            results = pipe.completions(batch, **options)
+        print_results(results, as_json)
+        new_tokens = sum(len(result.token_ids) for result in results)
+        seconds = results[0].seconds
+    console.print(
+        f"[dim]{ref.text} · {chosen} · loaded in {load_seconds:.1f} s · "
+        f"{new_tokens} tokens in {seconds:.2f} s ({new_tokens / max(seconds, 1e-9):.1f} tok/s)[/dim]"
+    )
 
+
+def stream_to_stdout(pipe, prompt: str, options: dict) -> tuple[int, float]:
+    """Prints the completion as it is generated; returns (tokens, seconds)."""
+    count, elapsed = 0, 0.0
+    for piece in pipe.stream(prompt, **options):
+        click.echo(piece.text, nl=False)
+        sys.stdout.flush()
+        count, elapsed = piece.index + 1, piece.elapsed
+    click.echo()
+    return count, elapsed
+
+
+def print_results(results, as_json: bool) -> None:
+    """Prints completions, one per prompt (JSON objects with --json)."""
     for result in results:
         if as_json:
             click.echo(json.dumps({
@@ -123,9 +168,3 @@ def generate(prompts, model, prompts_file, backend, dtype, max_new_tokens, sampl
             }, ensure_ascii=False))
         else:
             click.echo(result.text)
-    new_tokens = sum(len(result.token_ids) for result in results)
-    seconds = results[0].seconds
-    console.print(
-        f"[dim]{ref.text} · {chosen} · loaded in {load_seconds:.1f} s · "
-        f"{new_tokens} tokens in {seconds:.2f} s ({new_tokens / seconds:.1f} tok/s)[/dim]"
-    )
