@@ -7,12 +7,13 @@ speed of KerasHub's own compiled ``generate``:
 - The prompts are right-padded and prefilled in one forward pass that fills a
   static key/value cache. Prompt and cache lengths are rounded up to buckets
   (:func:`bucket`), so a new prompt length reuses the compiled functions.
-- Then one compiled step per token. On JAX the prefill and the step are
-  ``jax.jit`` functions that take the model variables as explicit state (a
-  ``keras.StatelessScope``, as KerasHub does); the next step is dispatched
-  before the current token is read, so host work overlaps the computation. On
-  TensorFlow they are ``tf.function(jit_compile=True)``. On torch they run
-  eagerly under ``torch.inference_mode``.
+- Then the decode steps, compiled, each Step handed over as soon as its tokens
+  exist. JAX: the prefill is one ``jax.jit`` function and the decode loop
+  another (a ``lax.while_loop`` that passes each token to the host through an
+  ordered ``io_callback``, run in a background thread); model and sampler
+  variables are explicit arguments through a ``keras.StatelessScope``, as in
+  KerasHub. TensorFlow: a ``tf.function`` graph per prefill and per step.
+  torch: eager steps under ``torch.inference_mode``.
 - The batch moves in lockstep, as in KerasHub: decoding starts after the
   shortest prompt, and a longer prompt's remaining tokens are fed in (not
   sampled) until its own first new token. Greedy decoding therefore gives the
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import queue
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -219,7 +222,7 @@ def _computations(model, sampler):
         cache = model.empty_cache(batch, length)
         hidden, cache = model.forward(prompt_tokens, cache, 0, padding_mask=prompt_mask)
         hidden = ops.slice(hidden, [0, last, 0], [batch, 1, ops.shape(hidden)[2]])
-        logits = model.logits(hidden)[:, 0, :]
+        logits = model.logits(hidden[:, 0, :])
         return _pick(sampler, logits, tokens, prompt_mask, last + 1), cache
 
     def step(token, index, cache, tokens, prompt_mask):
@@ -230,169 +233,284 @@ def _computations(model, sampler):
             # Prompt positions keep the keys and values the prefill wrote.
             update_mask = ops.logical_not(ops.slice(prompt_mask, [0, index], [batch, 1]))
         hidden, cache = model.forward(token[:, None], cache, index, update_mask=update_mask)
-        logits = model.logits(hidden)[:, 0, :]
+        logits = model.logits(hidden[:, 0, :])
         return _pick(sampler, logits, tokens, prompt_mask, index + 1), cache
 
     return prefill, step
 
 
-# --- Backend programs: compile the two computations and run them. ---
+# --- Host bookkeeping: which rows emit, stop or run out of tokens. ---
+
+
+class _Tracker:
+    """Turns each decoded batch of tokens into a :class:`Step`; knows when all rows ended."""
+
+    def __init__(self, lengths: np.ndarray, max_new_tokens: int, stops: frozenset[int], start: float):
+        self.lengths = lengths
+        self.max_new_tokens = max_new_tokens
+        self.stops = stops
+        self.start = start
+        self.counts = np.zeros(len(lengths), dtype=int)
+        self.finished = np.zeros(len(lengths), dtype=bool)
+        self.index = 0
+        self.done = False
+
+    def record(self, values: np.ndarray, position: int) -> Step:
+        """Books the tokens at ``position`` (one per row) and returns their Step."""
+        values = np.asarray(values).astype("int32").reshape(-1)
+        emits = ~self.finished & (position >= self.lengths)
+        reasons: list[str | None] = [None] * len(values)
+        for row in np.flatnonzero(emits):
+            self.counts[row] += 1
+            if int(values[row]) in self.stops:
+                reasons[row] = "stop"
+            elif self.counts[row] >= self.max_new_tokens:
+                reasons[row] = "length"
+        step = Step(
+            token_ids=np.where(emits, values, _PAD).astype("int32"),
+            emitted=emits,
+            finished=self.finished.copy(),
+            finish_reasons=tuple(reasons),
+            index=self.index,
+            elapsed=time.perf_counter() - self.start,
+        )
+        self.finished = self.finished | np.array([reason is not None for reason in reasons])
+        self.done = bool(self.finished.all())
+        self.index += 1
+        return step
+
+
+# --- Backend programs: compile the computations and run them. ---
+
+
+class _Run:
+    """The state one JAX decode loop reports to through its host callback."""
+
+    def __init__(self, tracker: _Tracker):
+        self.tracker = tracker
+        self.steps: queue.SimpleQueue = queue.SimpleQueue()
+        self.cancelled = False
 
 
 class _JaxProgram:
-    """``jax.jit`` prefill and step; model and sampler variables passed as explicit state."""
+    """A ``jax.jit`` prefill, then the whole decode loop as one ``jax.jit`` function.
 
-    pipelined = True  # jax dispatches asynchronously: queue step t+1 before reading token t
+    Model and sampler variables are explicit arguments (a ``keras.StatelessScope``,
+    as in KerasHub's generate). The loop is a ``lax.while_loop`` that hands each
+    new token to the host through an ordered ``io_callback``; the callback books
+    it, queues the Step and answers whether to go on. One compiled loop, rather
+    than one call per token, lets XLA hoist work on the weights out of the loop:
+    XLA:CPU converts bfloat16 weights to float32 for its matmuls, which per-token
+    calls would redo every token (2-6x slower in bfloat16).
+    """
 
     def __init__(self, model, sampler):
         import jax
+        import jax.numpy as jnp
         import keras
+        from jax.experimental import io_callback
 
         causal_lm = model.causal_lm
-        self._trainable = causal_lm.trainable_variables
-        self._non_trainable = causal_lm.non_trainable_variables
-        self._sampler_variables = sampler.variables
+        trainable = causal_lm.trainable_variables
+        non_trainable = causal_lm.non_trainable_variables
+        sampler_variables = sampler.variables
+        self._variables = (trainable, non_trainable, sampler_variables)
         prefill, step = _computations(model, sampler)
+        self._runs: dict[int, _Run] = {}
+        self._run_ids = itertools.count()
 
-        def stateless(function):
-            def run(weights, rng, *args):
-                trainable, non_trainable = weights
-                mapping = itertools.chain(
-                    zip(self._trainable, trainable),
-                    zip(self._non_trainable, non_trainable),
-                    zip(self._sampler_variables, rng),
+        def scope(weights, rng):
+            mapping = itertools.chain(
+                zip(trainable, weights[0]), zip(non_trainable, weights[1]), zip(sampler_variables, rng)
+            )
+            return keras.StatelessScope(state_mapping=mapping)
+
+        def updated(scope, rng):
+            values = [scope.get_current_value(v) for v in sampler_variables]
+            return [old if new is None else new for new, old in zip(values, rng)]
+
+        def run_prefill(weights, rng, prompt_tokens, tokens, prompt_mask, last):
+            with scope(weights, rng) as state:
+                token, cache = prefill(prompt_tokens, tokens, prompt_mask, last)
+            return token, cache, updated(state, rng)
+
+        def host(run_id, token, position):
+            run = self._runs[int(run_id)]
+            run.steps.put(run.tracker.record(token, int(position)))
+            return np.bool_(not (run.tracker.done or run.cancelled))
+
+        def run_loop(weights, rng, token, cache, tokens, prompt_mask, position, run_id):
+            last_position = tokens.shape[1] - 1
+
+            def cond(carry):
+                _, _, position, _, keep = carry
+                return keep & (position < last_position)
+
+            def body(carry):
+                token, cache, position, rng, _ = carry
+                with scope(weights, rng) as state:
+                    token, cache = step(token, position, cache, tokens, prompt_mask)
+                rng = updated(state, rng)
+                keep = io_callback(
+                    host, jax.ShapeDtypeStruct((), jnp.bool_), run_id, token, position + 1, ordered=True
                 )
-                with keras.StatelessScope(state_mapping=mapping) as scope:
-                    outputs = function(*args)
-                new_rng = []
-                for variable, old in zip(self._sampler_variables, rng):
-                    new = scope.get_current_value(variable)
-                    new_rng.append(old if new is None else new)
-                return outputs, new_rng
+                return token, cache, position + 1, rng, keep
 
-            return run
+            carry = (token, cache, position, rng, jnp.bool_(True))
+            return jax.lax.while_loop(cond, body, carry)[3]
 
-        self._prefill = jax.jit(stateless(prefill))
-        # The cache is donated: each step updates it in place.
-        self._step = jax.jit(stateless(step), donate_argnums=(4,))
-        self._weights = None
-        self._rng = []
+        self._prefill = jax.jit(run_prefill)
+        self._loop = jax.jit(run_loop)
 
-    def start(self, rng_values, tokens, prompt_mask):
+    def _weights(self):
+        trainable, non_trainable, _ = self._variables
+        return ([v.value for v in trainable], [v.value for v in non_trainable])
+
+    def decode(self, rng_values, rows, tokens, prompt_mask, prompt_tokens, tracker):
+        """Yields the Steps of one call; returns the sampler state at the end."""
         import jax.numpy as jnp
 
-        self._weights = (
-            [v.value for v in self._trainable],
-            [v.value for v in self._non_trainable],
-        )
-        self._rng = [jnp.asarray(value) for value in rng_values]
-        self._tokens = jnp.asarray(tokens)
-        self._prompt_mask = jnp.asarray(prompt_mask)
+        weights = self._weights()
+        rng = [jnp.asarray(value) for value in rng_values]
+        tokens = jnp.asarray(tokens)
+        prompt_mask = jnp.asarray(prompt_mask)
+        position = int(tracker.lengths.min()) - 1
+        token, cache, rng = self._prefill(weights, rng, prompt_tokens, tokens, prompt_mask, np.int32(position))
+        first = tracker.record(np.asarray(token), position + 1)
+        if tracker.done:
+            yield first
+            return [np.asarray(v) for v in rng]
 
-    def prefill(self, prompt_tokens, last):
-        (token, cache), self._rng = self._prefill(
-            self._weights, self._rng, prompt_tokens, self._tokens, self._prompt_mask, np.int32(last)
-        )
-        return token, cache
+        run_id = next(self._run_ids)
+        run = self._runs[run_id] = _Run(tracker)
+        outcome: dict = {}
 
-    def step(self, token, index, cache):
-        (token, cache), self._rng = self._step(
-            self._weights, self._rng, token, np.int32(index), cache, self._tokens, self._prompt_mask
-        )
-        return token, cache
+        def loop():
+            try:
+                final = self._loop(weights, rng, token, cache, tokens, prompt_mask, np.int32(position + 1), np.int32(run_id))
+                outcome["rng"] = [np.asarray(v) for v in final]
+            except BaseException as error:  # handed to the consuming thread
+                outcome["error"] = error
+            finally:
+                run.steps.put(None)
 
-    def rng_values(self):
-        return [np.asarray(value) for value in self._rng]
+        thread = threading.Thread(target=loop, name="keras-gemma-decode", daemon=True)
+        thread.start()
+        try:
+            yield first
+            while (step := run.steps.get()) is not None:
+                yield step
+        finally:
+            run.cancelled = True
+            thread.join()
+            del self._runs[run_id]
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["rng"]
 
-    def finish(self):
-        self._weights = self._tokens = self._prompt_mask = None
 
-    @staticmethod
-    def to_numpy(token):
-        return np.asarray(token)
+class _StepProgram:
+    """Runs a compiled prefill, then one compiled step per token, from Python."""
+
+    def decode(self, rng_values, rows, tokens, prompt_mask, prompt_tokens, tracker):
+        """Yields the Steps of one call; returns the sampler state at the end."""
+        self.set_rng(rng_values)
+        tokens, prompt_mask = self.tensor(tokens), self.tensor(prompt_mask)
+        position = int(tracker.lengths.min()) - 1
+        token, cache = self.prefill(self.tensor(prompt_tokens), tokens, prompt_mask, position)
+        position += 1
+        while True:
+            yield tracker.record(self.to_numpy(token), position)
+            if tracker.done:
+                break
+            token, cache = self.step(token, position, cache, tokens, prompt_mask)
+            position += 1
+        return self.get_rng()
 
 
-class _TensorFlowProgram:
-    """``tf.function`` prefill and step, XLA-compiled; variables are captured."""
+class _TensorFlowProgram(_StepProgram):
+    """``tf.function`` prefill and step (graphs, not XLA); variables are captured.
 
-    pipelined = False
+    Not XLA: KerasHub's sliding-window mask slices at the cache index with
+    ``tf.slice``, which XLA specializes on its value, so every new position
+    would compile again. The graphs also ran faster than XLA here.
+    """
 
-    def __init__(self, model, sampler, jit_compile: bool = True):
+    def __init__(self, model, sampler):
         import tensorflow as tf
 
         prefill, step = _computations(model, sampler)
-        self._prefill = tf.function(prefill, jit_compile=jit_compile)
-        self._step = tf.function(step, jit_compile=jit_compile)
+        self._prefill = tf.function(prefill, jit_compile=False)
+        self._step = tf.function(step, jit_compile=False)
         self._sampler_variables = sampler.variables
 
-    def start(self, rng_values, tokens, prompt_mask):
-        import tensorflow as tf
-
-        for variable, value in zip(self._sampler_variables, rng_values):
+    def set_rng(self, values):
+        for variable, value in zip(self._sampler_variables, values):
             variable.assign(value)
-        self._tokens = tf.constant(tokens)
-        self._prompt_mask = tf.constant(prompt_mask)
 
-    def prefill(self, prompt_tokens, last):
-        import tensorflow as tf
-
-        return self._prefill(tf.constant(prompt_tokens), self._tokens, self._prompt_mask, tf.constant(last, tf.int32))
-
-    def step(self, token, index, cache):
-        import tensorflow as tf
-
-        return self._step(token, tf.constant(index, tf.int32), cache, self._tokens, self._prompt_mask)
-
-    def rng_values(self):
+    def get_rng(self):
         return [np.asarray(v.numpy()) for v in self._sampler_variables]
 
-    def finish(self):
-        self._tokens = self._prompt_mask = None
+    @staticmethod
+    def tensor(values):
+        import tensorflow as tf
+
+        return tf.constant(values)
+
+    def prefill(self, prompt_tokens, tokens, prompt_mask, last):
+        import tensorflow as tf
+
+        return self._prefill(prompt_tokens, tokens, prompt_mask, tf.constant(last, tf.int32))
+
+    def step(self, token, index, cache, tokens, prompt_mask):
+        import tensorflow as tf
+
+        return self._step(token, tf.constant(index, tf.int32), cache, tokens, prompt_mask)
 
     @staticmethod
     def to_numpy(token):
         return token.numpy()
 
 
-class _TorchProgram:
-    """Eager prefill and step under ``torch.inference_mode``."""
+class _TorchProgram(_StepProgram):
+    """Eager prefill and step under ``torch.inference_mode``.
 
-    pipelined = False
+    ``torch.compile`` was tried: over two minutes of compiling for Keras layers,
+    repeated recompiles, and no faster per token on CPU.
+    """
 
     def __init__(self, model, sampler):
         self._prefill, self._step = _computations(model, sampler)
         self._sampler_variables = sampler.variables
 
-    def start(self, rng_values, tokens, prompt_mask):
-        import torch
-        from keras import ops
-
-        for variable, value in zip(self._sampler_variables, rng_values):
+    def set_rng(self, values):
+        for variable, value in zip(self._sampler_variables, values):
             variable.assign(value)
-        with torch.inference_mode():
-            self._tokens = ops.convert_to_tensor(tokens)
-            self._prompt_mask = ops.convert_to_tensor(prompt_mask)
 
-    def prefill(self, prompt_tokens, last):
-        import torch
-        from keras import ops
-
-        with torch.inference_mode():
-            return self._prefill(ops.convert_to_tensor(prompt_tokens), self._tokens, self._prompt_mask, int(last))
-
-    def step(self, token, index, cache):
-        import torch
-
-        with torch.inference_mode():
-            return self._step(token, int(index), cache, self._tokens, self._prompt_mask)
-
-    def rng_values(self):
+    def get_rng(self):
         from keras import ops
 
         return [ops.convert_to_numpy(v.value) for v in self._sampler_variables]
 
-    def finish(self):
-        self._tokens = self._prompt_mask = None
+    @staticmethod
+    def tensor(values):
+        import torch
+        from keras import ops
+
+        with torch.inference_mode():
+            return ops.convert_to_tensor(values)
+
+    def prefill(self, prompt_tokens, tokens, prompt_mask, last):
+        import torch
+
+        with torch.inference_mode():
+            return self._prefill(prompt_tokens, tokens, prompt_mask, int(last))
+
+    def step(self, token, index, cache, tokens, prompt_mask):
+        import torch
+
+        with torch.inference_mode():
+            return self._step(token, int(index), cache, tokens, prompt_mask)
 
     @staticmethod
     def to_numpy(token):
@@ -452,7 +570,6 @@ class Decoder:
         self._model = _model_adapter(causal_lm)
         self._programs: dict[tuple, object] = {}
         self._rng_state: dict[Sampler, list] = {}
-        self._tf_jit_compile = True
 
     def _program(self, settings: Sampler):
         import keras
@@ -467,7 +584,7 @@ class Decoder:
             if self.backend == "jax":
                 program = _JaxProgram(self._model, keras_sampler)
             elif self.backend == "tensorflow":
-                program = _TensorFlowProgram(self._model, keras_sampler, self._tf_jit_compile)
+                program = _TensorFlowProgram(self._model, keras_sampler)
             elif self.backend == "torch":
                 program = _TorchProgram(self._model, keras_sampler)
             else:
@@ -543,53 +660,18 @@ class Decoder:
     def _run(self, rows, max_new_tokens, settings, stops) -> Iterator[Step]:
         start = time.perf_counter()
         program = self._program(settings)
-        batch = len(rows)
         lengths = np.array([len(row) for row in rows])
-        shortest, longest = int(lengths.min()), int(lengths.max())
+        longest = int(lengths.max())
         cache_length = bucket(longest + max_new_tokens)
-        tokens = np.full((batch, cache_length), _PAD, dtype="int32")
+        tokens = np.full((len(rows), cache_length), _PAD, dtype="int32")
         for i, row in enumerate(rows):
             tokens[i, : len(row)] = row
         prompt_mask = np.arange(cache_length)[None, :] < lengths[:, None]
         prompt_tokens = tokens[:, : bucket(longest)]
-
-        program.start(self._rng_state[settings], tokens, prompt_mask)
-        counts = np.zeros(batch, dtype=int)
-        finished = np.zeros(batch, dtype=bool)
-        try:
-            token, cache = program.prefill(prompt_tokens, shortest - 1)
-            position = shortest  # the position of `token` in each row
-            index = 0
-            while True:
-                emits = ~finished & (position >= lengths)
-                surely_done = finished | (emits & (counts + 1 >= max_new_tokens))
-                queued = None
-                if program.pipelined and not surely_done.all():
-                    queued = program.step(token, position, cache)
-                values = program.to_numpy(token).astype("int32")
-                reasons: list[str | None] = [None] * batch
-                for row in np.flatnonzero(emits):
-                    counts[row] += 1
-                    if int(values[row]) in stops:
-                        reasons[row] = "stop"
-                    elif counts[row] >= max_new_tokens:
-                        reasons[row] = "length"
-                yield Step(
-                    token_ids=np.where(emits, values, _PAD).astype("int32"),
-                    emitted=emits,
-                    finished=finished.copy(),
-                    finish_reasons=tuple(reasons),
-                    index=index,
-                    elapsed=time.perf_counter() - start,
-                )
-                finished = finished | np.array([reason is not None for reason in reasons])
-                if finished.all():
-                    break
-                token, cache = queued if queued is not None else program.step(token, position, cache)
-                position += 1
-                index += 1
-        finally:
-            if getattr(settings, "seed", 0) is None:
-                # Unseeded sampling continues its random stream on the next call.
-                self._rng_state[settings] = program.rng_values()
-            program.finish()
+        tracker = _Tracker(lengths, max_new_tokens, stops, start)
+        rng = yield from program.decode(
+            self._rng_state[settings], rows, tokens, prompt_mask, prompt_tokens, tracker
+        )
+        if getattr(settings, "seed", 0) is None and rng is not None:
+            # Unseeded sampling continues its random stream on the next call.
+            self._rng_state[settings] = rng
