@@ -1,0 +1,206 @@
+"""``keras-gemma chat``: an interactive conversation in the terminal."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import click
+
+from keras_gemma_app.backend import BACKENDS, requested_backend
+from keras_gemma_app.cli.console import status, stderr_console
+from keras_gemma_app.cli.generate import prepare_model
+from keras_gemma_app.errors import KerasGemmaError
+from keras_gemma_app.loading import DTYPES, check_dtype
+from keras_gemma_app.model_ref import DEFAULT_MODEL, MODEL_ENV, model_or_default, parse_model
+from keras_gemma_app.samplers import SAMPLERS, sampler_from_options
+from keras_gemma_app.templates import TEMPLATES
+
+HELP = """Commands:
+  /help                 this list
+  /system TEXT          set the system instruction (empty: none)
+  /set KEY VALUE        sampler: sampler, temperature, top_k, top_p, num_beams, alpha, seed;
+                        or max_new_tokens
+  /clear                forget the conversation (keeps the system instruction)
+  /save FILE            write the transcript as JSON
+  /load FILE            read a transcript written by /save
+  /stats                prompt tokens, time to first token, tokens per second of the last reply
+  /bye                  leave (Ctrl-D too); Ctrl-C stops a reply and keeps the conversation"""
+
+_SETTINGS = {"temperature": float, "top_k": int, "top_p": float, "num_beams": int, "alpha": float, "seed": int}
+
+
+class Session:
+    """The REPL's state: the chat, the sampler options, and output."""
+
+    def __init__(self, chat, options: dict, console):
+        self.chat = chat
+        self.options = options
+        self.console = console
+
+    def command(self, line: str) -> bool:
+        """Runs a /command; returns False when the user leaves."""
+        name, _, argument = line[1:].partition(" ")
+        argument = argument.strip()
+        if name in ("bye", "exit", "quit"):
+            return False
+        if name == "help":
+            self.say(HELP)
+        elif name == "system":
+            self.chat.system = argument or None
+            self.say(f"System instruction {'set' if argument else 'removed'}.")
+        elif name == "set":
+            self.set(argument)
+        elif name == "clear":
+            self.chat.clear()
+            self.say("Conversation cleared.")
+        elif name == "save":
+            self.need(argument, "/save FILE")
+            self.chat.save(argument)
+            self.say(f"Saved {len(self.chat.messages)} messages to {argument}.")
+        elif name == "load":
+            self.need(argument, "/load FILE")
+            self.chat.load(argument)
+            self.say(f"Loaded {len(self.chat.messages)} messages from {argument}.")
+        elif name == "stats":
+            stats = self.chat.stats
+            self.say(f"prompt tokens {stats.prompt_tokens} · new tokens {stats.new_tokens} · "
+                     f"time to first token {stats.ttft * 1000:.0f} ms · {stats.tokens_per_second:.1f} tok/s")
+        else:
+            raise KerasGemmaError(f"Unknown command /{name}: type /help for the list.")
+        return True
+
+    @staticmethod
+    def need(argument: str, usage: str) -> None:
+        if not argument:
+            raise KerasGemmaError(f"Expected {usage}.")
+
+    def set(self, argument: str) -> None:
+        key, _, value = argument.partition(" ")
+        key, value = key.strip().replace("-", "_"), value.strip()
+        if not value:
+            raise KerasGemmaError("Expected /set KEY VALUE, e.g. /set temperature 0.3.")
+        if key == "max_new_tokens":
+            number = self.number(int, key, value)
+            if number < 1:
+                raise KerasGemmaError(f"max_new_tokens must be >= 1, but is {number}.")
+            self.chat.max_new_tokens = number
+        elif key == "sampler":
+            if value not in SAMPLERS:
+                raise KerasGemmaError(f"Unknown sampler {value!r}: expected one of {', '.join(SAMPLERS)}.")
+            self.apply({**self.options, "name": value})
+        elif key in _SETTINGS:
+            self.apply({**self.options, key: self.number(_SETTINGS[key], key, value)})
+        else:
+            raise KerasGemmaError(f"Unknown setting {key!r}: expected sampler, max_new_tokens, {', '.join(_SETTINGS)}.")
+        self.say(f"{key} = {value}")
+
+    @staticmethod
+    def number(kind, key: str, value: str):
+        try:
+            return kind(value)
+        except ValueError:
+            raise KerasGemmaError(f"{key} takes {'an integer' if kind is int else 'a number'}, received {value!r}.") from None
+
+    def apply(self, options: dict) -> None:
+        """Builds the sampler from ``options``; the new sampler drops settings it does not take."""
+        name = options.get("name")
+        values = {k: v for k, v in options.items() if k != "name"}
+        if name is not None:
+            accepted = {field.name for field in dataclasses.fields(SAMPLERS[name])}
+            values = {k: v for k, v in values.items() if _FIELD[k] in accepted}
+        self.chat.sampler = sampler_from_options(name, **values)
+        self.options = {**({"name": name} if name else {}), **values}
+
+    def say(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+    def reply(self, text: str) -> None:
+        pieces = self.chat.stream(text)
+        try:
+            for piece in pieces:
+                sys.stdout.write(piece.text)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pieces.close()
+            sys.stdout.write("\n")
+            self.say("[reply stopped; the conversation keeps it]")
+            return
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        if self.chat.stats.dropped_turns:
+            self.say(f"[the conversation outgrew the context: the oldest {self.chat.stats.dropped_turns} "
+                     "turn pair(s) were dropped]")
+
+
+# REPL setting -> sampler settings field.
+_FIELD = {"temperature": "temperature", "top_k": "k", "top_p": "p", "num_beams": "num_beams", "alpha": "alpha", "seed": "seed"}
+
+
+def _read(prompt: str) -> str:
+    if sys.stdin.isatty():
+        return input(prompt)
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
+@click.command()
+@click.option("-m", "--model", default=None, metavar="MODEL",
+              help=f"The model to talk to [default: ${MODEL_ENV}, else {DEFAULT_MODEL}].")
+@click.option("--system", default=None, help="A system instruction.")
+@click.option("--backend", type=click.Choice(BACKENDS, case_sensitive=False), default=None,
+              help="Keras backend [default: $KERAS_BACKEND, else jax].")
+@click.option("--dtype", type=click.Choice(DTYPES), default=None, help="Compute dtype [default: the preset's].")
+@click.option("--template", type=click.Choice(TEMPLATES[1:]), default=None,
+              help="Turn format [default: the model's].")
+@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Longest reply, in tokens.")
+@click.option("--sampler", "sampler_name", type=click.Choice(list(SAMPLERS)), default=None, help="Decoding strategy.")
+@click.option("--temperature", type=float, default=None, help="Softmax temperature (0 = greedy).")
+@click.option("--top-k", type=int, default=None, help="Candidates kept by top_k/top_p/contrastive.")
+@click.option("--top-p", type=float, default=None, help="Probability mass kept by top_p, in (0, 1].")
+@click.option("--num-beams", type=int, default=None, help="Beams kept by beam search.")
+@click.option("--alpha", type=float, default=None, help="Degeneration penalty of contrastive search.")
+@click.option("--seed", type=int, default=None, help="Random seed.")
+@click.option("--offline", is_flag=True, default=None, help="Never use the network.")
+@click.option("-q", "--quiet", is_flag=True, help="No status on stderr.")
+def chat(model, system, backend, dtype, template, max_new_tokens, sampler_name, temperature, top_k, top_p,
+         num_beams, alpha, seed, offline, quiet):
+    """Talk with a model: streaming replies, history, /commands (/help lists them)."""
+    from keras_gemma_app.loading import load
+
+    options = {"name": sampler_name, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+               "num_beams": num_beams, "alpha": alpha, "seed": seed}
+    options = {k: v for k, v in options.items() if v is not None}
+    sampler = sampler_from_options(sampler_name, **{k: v for k, v in options.items() if k != "name"})
+    if max_new_tokens < 1:
+        raise KerasGemmaError(f"--max-new-tokens must be >= 1, but is {max_new_tokens}.")
+    ref = parse_model(model_or_default(model))
+    check_dtype(dtype)
+    chosen = requested_backend(backend)
+    console = stderr_console(quiet)
+    prepare_model(console, ref)
+    with status(console, f"Loading {ref.text} on {chosen}…"):
+        pipe = load(ref.text, dtype=dtype, backend=chosen, offline=offline)
+    conversation = pipe.chat(system=system, sampler=sampler, max_new_tokens=max_new_tokens, template=template)
+    session = Session(conversation, options, stderr_console())
+    console.print(f"Chatting with {ref.text} on {chosen} ({conversation.template} turns). /help for commands, /bye to leave.")
+    while True:
+        try:
+            line = _read(">>> ")
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            click.echo()
+            continue
+        if not line.strip():
+            continue
+        try:
+            if line.startswith("/"):
+                if not session.command(line.strip()):
+                    break
+            else:
+                session.reply(line)
+        except KerasGemmaError as error:
+            session.say(f"Error: {error}")
