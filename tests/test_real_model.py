@@ -48,3 +48,18 @@ def test_logits_agree_across_backends(per_backend):
     for backend in ("tensorflow", "torch"):
         difference = np.abs(per_backend[backend]["logits"] - reference).max()
         assert difference <= 1e-3, (backend, difference)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_streaming_gives_generate_text(per_backend, backend):
+    result = per_backend[backend]
+    assert str(result["streamed"]) == str(result["text"])
+    assert len(result["tokens"]) <= 16
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stop_string_spanning_tokens(per_backend, backend):
+    result = per_backend[backend]
+    text, stop = str(result["text"]), str(result["stop"])
+    assert stop in text
+    assert str(result["stopped"]) == text[: text.index(stop)]
