@@ -7,12 +7,11 @@ import sys
 
 import click
 
-from keras_gemma_app.backend import BACKENDS, requested_backend
-from keras_gemma_app.cli.console import status, stderr_console
-from keras_gemma_app.cli.generate import prepare_model
+from keras_gemma_app.cli.console import stderr_console
+from keras_gemma_app.cli.generate import sampler_from_flags
+from keras_gemma_app.cli.model_setup import check_model_options, load_model
+from keras_gemma_app.cli.options import model_options, quiet_option, sampler_options
 from keras_gemma_app.errors import KerasGemmaError
-from keras_gemma_app.loading import DTYPES, check_dtype
-from keras_gemma_app.model_ref import DEFAULT_MODEL, MODEL_ENV, model_or_default, parse_model
 from keras_gemma_app.samplers import SAMPLERS, sampler_from_options
 from keras_gemma_app.templates import TEMPLATES
 
@@ -147,42 +146,22 @@ def _read(prompt: str) -> str:
 
 
 @click.command()
-@click.option("-m", "--model", default=None, metavar="MODEL",
-              help=f"The model to talk to [default: ${MODEL_ENV}, else {DEFAULT_MODEL}].")
+@model_options
 @click.option("--system", default=None, help="A system instruction.")
-@click.option("--backend", type=click.Choice(BACKENDS, case_sensitive=False), default=None,
-              help="Keras backend [default: $KERAS_BACKEND, else jax].")
-@click.option("--dtype", type=click.Choice(DTYPES), default=None, help="Compute dtype [default: the preset's].")
 @click.option("--template", type=click.Choice(TEMPLATES[1:]), default=None,
               help="Turn format [default: the model's].")
 @click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Longest reply, in tokens.")
-@click.option("--sampler", "sampler_name", type=click.Choice(list(SAMPLERS)), default=None, help="Decoding strategy.")
-@click.option("--temperature", type=float, default=None, help="Softmax temperature (0 = greedy).")
-@click.option("--top-k", type=int, default=None, help="Candidates kept by top_k/top_p/contrastive.")
-@click.option("--top-p", type=float, default=None, help="Probability mass kept by top_p, in (0, 1].")
-@click.option("--num-beams", type=int, default=None, help="Beams kept by beam search.")
-@click.option("--alpha", type=float, default=None, help="Degeneration penalty of contrastive search.")
-@click.option("--seed", type=int, default=None, help="Random seed.")
-@click.option("--offline", is_flag=True, default=None, help="Never use the network.")
-@click.option("-q", "--quiet", is_flag=True, help="No status on stderr.")
-def chat(model, system, backend, dtype, template, max_new_tokens, sampler_name, temperature, top_k, top_p,
-         num_beams, alpha, seed, offline, quiet):
+@sampler_options
+@quiet_option
+def chat(model, backend, dtype, offline, system, template, max_new_tokens, sampler_flags, quiet):
     """Talk with a model: streaming replies, history, /commands (/help lists them)."""
-    from keras_gemma_app.loading import load
-
-    options = {"name": sampler_name, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-               "num_beams": num_beams, "alpha": alpha, "seed": seed}
-    options = {k: v for k, v in options.items() if v is not None}
-    sampler = sampler_from_options(sampler_name, **{k: v for k, v in options.items() if k != "name"})
+    sampler = sampler_from_flags(sampler_flags)
+    options = {("name" if k == "sampler_name" else k): v for k, v in sampler_flags.items() if v is not None}
     if max_new_tokens < 1:
         raise KerasGemmaError(f"--max-new-tokens must be >= 1, but is {max_new_tokens}.")
-    ref = parse_model(model_or_default(model))
-    check_dtype(dtype)
-    chosen = requested_backend(backend)
+    ref, chosen = check_model_options(model, backend, dtype)
     console = stderr_console(quiet)
-    prepare_model(console, ref)
-    with status(console, f"Loading {ref.text} on {chosen}…"):
-        pipe = load(ref.text, dtype=dtype, backend=chosen, offline=offline)
+    pipe, _ = load_model(console, ref, chosen, dtype=dtype, offline=offline)
     conversation = pipe.chat(system=system, sampler=sampler, max_new_tokens=max_new_tokens, template=template)
     session = Session(conversation, options, stderr_console())
     console.print(f"Chatting with {ref.text} on {chosen} ({conversation.template} turns). /help for commands, /bye to leave.")

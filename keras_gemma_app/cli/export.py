@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from keras_gemma_app.backend import BACKENDS, requested_backend
+from keras_gemma_app.backend import BACKENDS
 from keras_gemma_app.cli.console import status, stderr_console
-from keras_gemma_app.cli.generate import prepare_model
-from keras_gemma_app.model_ref import parse_model
+from keras_gemma_app.cli.model_setup import check_model_options, load_model
 
 
 @click.command()
@@ -27,18 +26,15 @@ def export(model, out_dir, target, backend, offline, force, quiet):
     Example:
       keras-gemma export gemma3_270m_pypi --to transformers ./gemma3_270m_hf
     """
-    from keras_gemma_app.atomic_dir import check_new_dir
-    from keras_gemma_app.loading import load
-    from keras_gemma_app.transformers_format import export_transformers
     import pathlib
 
-    ref = parse_model(model)
+    from keras_gemma_app.atomic_dir import check_new_dir
+    from keras_gemma_app.transformers_format import export_transformers
+
+    ref, chosen = check_model_options(model, backend, None)
     check_new_dir(pathlib.Path(out_dir), force)
-    chosen = requested_backend(backend)
     console = stderr_console(quiet)
-    prepare_model(console, ref)
-    with status(console, f"Loading {ref.text} on {chosen}…"):
-        pipe = load(ref.text, backend=chosen, offline=offline)
+    pipe, _ = load_model(console, ref, chosen, offline=offline)
     with status(console, f"Writing {target} checkpoint to {out_dir}…"):
         export_transformers(pipe, out_dir, force=force)
     console.print(f"Wrote a Hugging Face {target} checkpoint to {out_dir}.")

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import click
 
-from keras_gemma_app.backend import BACKENDS, requested_backend
-from keras_gemma_app.cli.console import progress_bar, status, stderr_console
+from keras_gemma_app.cli.console import status, stderr_console
+from keras_gemma_app.cli.model_setup import check_model_options, load_model
+from keras_gemma_app.cli.options import model_options, quiet_option, sampler_options
 from keras_gemma_app.errors import SettingsError
-from keras_gemma_app.loading import DTYPES, check_dtype
-from keras_gemma_app.model_ref import DEFAULT_MODEL, MODEL_ENV, model_or_default, parse_model
-from keras_gemma_app.samplers import SAMPLERS, sampler_from_options
+from keras_gemma_app.samplers import sampler_from_options
 from keras_gemma_app.templates import TEMPLATES, fim_prompt
 from keras_gemma_app.text_stream import check_stop_strings
 
 
 def _read_lines(stream) -> list[str]:
     return [line.rstrip("\r\n") for line in stream if line.strip()]
+
+
+def sampler_from_flags(flags: dict):
+    """Sampler settings from the --sampler/--temperature/… flags."""
+    flags = dict(flags)
+    return sampler_from_options(flags.pop("sampler_name"), **flags)
 
 
 def collect_prompts(arguments: tuple[str, ...], prompts_file) -> list[str]:
@@ -39,39 +43,14 @@ def collect_prompts(arguments: tuple[str, ...], prompts_file) -> list[str]:
     return prompts
 
 
-def prepare_model(console, ref) -> None:
-    """Imports the bundled model or a GGUF file into the cache on first use, with a progress bar."""
-    from keras_gemma_app.resolve import needs_import, prepare_import
-
-    if not needs_import(ref):
-        return
-    what = "the bundled model" if ref.kind == "bundled" else "the GGUF file"
-    console.print(f"Importing {what} {ref.text} into the cache as a Keras preset (first use only)…")
-    with progress_bar(console, "Importing") as progress:
-        prepare_import(ref, progress=progress)
-
-
 @click.command()
 @click.argument("prompts", nargs=-1)
-@click.option("-m", "--model", default=None, metavar="MODEL",
-              help=f"Preset name, kaggle://… or hf://… handle, local directory or .gguf file "
-                   f"[default: ${MODEL_ENV}, else {DEFAULT_MODEL}].")
+@model_options
 @click.option("--prompts-file", type=click.File("r", encoding="utf-8"),
               help="Read prompts from FILE, one per line ('-' for standard input).")
-@click.option("--backend", type=click.Choice(BACKENDS, case_sensitive=False), default=None,
-              help="Keras backend [default: $KERAS_BACKEND, else jax].")
-@click.option("--dtype", type=click.Choice(DTYPES), default=None,
-              help="Compute dtype [default: the preset's].")
 @click.option("--max-new-tokens", type=int, default=64, show_default=True,
               help="Most tokens to generate per prompt.")
-@click.option("--sampler", "sampler_name", type=click.Choice(list(SAMPLERS)), default=None,
-              help="Decoding strategy [default: greedy, or inferred from the options below].")
-@click.option("--temperature", type=float, default=None, help="Softmax temperature (0 = greedy).")
-@click.option("--top-k", type=int, default=None, help="Candidates kept by top_k/top_p/contrastive.")
-@click.option("--top-p", type=float, default=None, help="Probability mass kept by top_p, in (0, 1].")
-@click.option("--num-beams", type=int, default=None, help="Beams kept by beam search.")
-@click.option("--alpha", type=float, default=None, help="Degeneration penalty of contrastive search, in [0, 1].")
-@click.option("--seed", type=int, default=None, help="Random seed for reproducible sampling.")
+@sampler_options
 @click.option("--stop-token-id", "stop_token_ids", type=int, multiple=True, metavar="ID",
               help="Extra token id that ends generation (repeatable); <eos> and <end_of_turn> always do.")
 @click.option("--stop", "stop_strings", multiple=True, metavar="TEXT",
@@ -85,12 +64,9 @@ def prepare_model(console, ref) -> None:
 @click.option("--stream/--no-stream", default=None,
               help="Print tokens as they come [default: when stdout is a terminal and there is one prompt].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
-@click.option("--offline", is_flag=True, default=None,
-              help="Never use the network; fail clearly if the model is not cached [default: $KERAS_GEMMA_OFFLINE].")
-@click.option("-q", "--quiet", is_flag=True, help="No status or timing on stderr.")
-def generate(prompts, model, prompts_file, backend, dtype, max_new_tokens, sampler_name,
-             temperature, top_k, top_p, num_beams, alpha, seed, stop_token_ids, stop_strings, system,
-             template, raw, fim_prefix, fim_suffix, stream, as_json, offline, quiet):
+@quiet_option
+def generate(prompts, model, backend, dtype, offline, prompts_file, max_new_tokens, sampler_flags,
+             stop_token_ids, stop_strings, system, template, raw, fim_prefix, fim_suffix, stream, as_json, quiet):
     """Complete PROMPTS and print only the completions on stdout.
 
     Several prompts (repeated arguments, --prompts-file, or lines on standard
@@ -102,30 +78,20 @@ def generate(prompts, model, prompts_file, backend, dtype, max_new_tokens, sampl
       keras-gemma generate -m gemma3_instruct_1b --backend torch --dtype bfloat16 "Hi"
       keras-gemma generate --sampler top_p --top-p 0.9 --temperature 0.7 --seed 1 "Once"
     """
-    from keras_gemma_app.loading import load
-
     # Check every input before the slow imports.
     fim = fim_prefix is not None or fim_suffix is not None
     if fim and (prompts or prompts_file):
         raise SettingsError("Expected either prompts or --fim-prefix/--fim-suffix, received both.")
     batch = [fim_prompt(fim_prefix or "", fim_suffix or "")] if fim else collect_prompts(prompts, prompts_file)
     check_stop_strings(stop_strings)
-    sampler = sampler_from_options(
-        sampler_name, temperature=temperature, top_k=top_k, top_p=top_p,
-        num_beams=num_beams, alpha=alpha, seed=seed,
-    )
+    sampler = sampler_from_flags(sampler_flags)
     if max_new_tokens < 1:
         raise SettingsError(f"--max-new-tokens must be >= 1, but is {max_new_tokens}.")
-    ref = parse_model(model_or_default(model))
-    check_dtype(dtype)
-    chosen = requested_backend(backend)
+    ref, chosen = check_model_options(model, backend, dtype)
 
     console = stderr_console(quiet)
-    prepare_model(console, ref)
-    with status(console, f"Loading {ref.text} on {chosen}…"):
-        start = time.perf_counter()
-        pipe = load(ref.text, dtype=dtype, backend=chosen, sampler=sampler, offline=offline, template=template)
-        load_seconds = time.perf_counter() - start
+    pipe, load_seconds = load_model(console, ref, chosen, dtype=dtype, sampler=sampler, offline=offline,
+                                    template=template)
     options = dict(max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids, stop=stop_strings,
                    system=system, raw=raw or fim)
     if stream is None:
