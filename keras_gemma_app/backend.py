@@ -125,6 +125,6 @@ def use_backend(name: str | None = None) -> str:
 def activate(name: str | None = None) -> str:
     """Fixes the backend (see :func:`use_backend`) and imports keras with it."""
     chosen = use_backend(name)
-    import keras  # noqa: F401  (first import fixes the backend)
+    import keras  # noqa: F401  (the first import fixes the backend)
 
     return chosen

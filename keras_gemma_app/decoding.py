@@ -40,15 +40,19 @@ from keras_gemma_app.errors import SettingsError
 from keras_gemma_app.samplers import Beam, Contrastive, Sampler
 
 _PAD = 0
+_MAX_SETTINGS = 64  # sampler settings whose random state a Decoder remembers
 
 
 def bucket(length: int) -> int:
     """Rounds a sequence length up to a compiled shape.
 
-    Powers of two from 16 to 1024, then multiples of 1024; a prompt or cache
+    Powers of two from 64 to 1024, then multiples of 1024; a prompt or cache
     whose length falls in a bucket already seen reuses its compiled functions.
+    (A 64-token floor costs a few tens of milliseconds of prefill on CPU, and
+    keeps XLA on the matmul kernels that KerasHub's full-length prefill uses,
+    so bfloat16 results match its generate too.)
     """
-    size = 16
+    size = 64
     while size < length and size < 1024:
         size *= 2
     if length > size:
@@ -295,14 +299,22 @@ class _Run:
 class _JaxProgram:
     """A ``jax.jit`` prefill, then the whole decode loop as one ``jax.jit`` function.
 
+    Each call runs the loop to the end (or until the consumer closes the
+    stream), so tokens may be computed ahead of the consumer.
+
     Model and sampler variables are explicit arguments (a ``keras.StatelessScope``,
     as in KerasHub's generate). The loop is a ``lax.while_loop`` that hands each
     new token to the host through an ordered ``io_callback``; the callback books
-    it, queues the Step and answers whether to go on. One compiled loop, rather
-    than one call per token, lets XLA hoist work on the weights out of the loop:
-    XLA:CPU converts bfloat16 weights to float32 for its matmuls, which per-token
-    calls would redo every token (2-6x slower in bfloat16).
+    it, queues the Step and answers whether to go on. The loop runs in a
+    background thread; the stream reads the queue.
+
+    Why one compiled loop rather than one jitted call per token: XLA:CPU runs
+    bfloat16 matmuls in float32, converting the weights; inside a loop the
+    conversions are hoisted and done once per call, while per-token calls redo
+    them every token (Gemma 3 270M bfloat16: 147 ms per token against 35 ms).
     """
+
+    static_shapes = True
 
     def __init__(self, model, sampler):
         import jax
@@ -316,6 +328,13 @@ class _JaxProgram:
         sampler_variables = sampler.variables
         self._variables = (trainable, non_trainable, sampler_variables)
         prefill, step = _computations(model, sampler)
+        # The hoisted conversions make a float32 copy of every weight before the
+        # first loop token (~1 s for Gemma 3 270M, most of it the embedding).
+        # Tying the embedding matrix (tied LM head, the largest weight) to the loop
+        # position keeps its conversion in the loop, fused into the LM-head
+        # product: no copy, and each token is faster (35 against 42 ms).
+        embedding = model.backbone.token_embedding.embeddings
+        keep_in_loop = embedding if embedding.dtype in ("bfloat16", "float16") else None
         self._runs: dict[int, _Run] = {}
         self._run_ids = itertools.count()
 
@@ -348,7 +367,11 @@ class _JaxProgram:
 
             def body(carry):
                 token, cache, position, rng, _ = carry
-                with scope(weights, rng) as state:
+                trainable_values = [
+                    jax.lax.optimization_barrier((value, position))[0] if variable is keep_in_loop else value
+                    for variable, value in zip(trainable, weights[0])
+                ]
+                with scope((trainable_values, weights[1]), rng) as state:
                     token, cache = step(token, position, cache, tokens, prompt_mask)
                 rng = updated(state, rng)
                 keep = io_callback(
@@ -366,7 +389,7 @@ class _JaxProgram:
         trainable, non_trainable, _ = self._variables
         return ([v.value for v in trainable], [v.value for v in non_trainable])
 
-    def decode(self, rng_values, rows, tokens, prompt_mask, prompt_tokens, tracker):
+    def decode(self, rng_values, tokens, prompt_mask, prompt_tokens, tracker):
         """Yields the Steps of one call; returns the sampler state at the end."""
         import jax.numpy as jnp
 
@@ -410,22 +433,30 @@ class _JaxProgram:
 
 
 class _StepProgram:
-    """Runs a compiled prefill, then one compiled step per token, from Python."""
+    """Runs a prefill, then one step per token, from Python."""
 
-    def decode(self, rng_values, rows, tokens, prompt_mask, prompt_tokens, tracker):
+    static_shapes = True
+
+    def decode(self, rng_values, tokens, prompt_mask, prompt_tokens, tracker):
         """Yields the Steps of one call; returns the sampler state at the end."""
-        self.set_rng(rng_values)
         tokens, prompt_mask = self.tensor(tokens), self.tensor(prompt_mask)
         position = int(tracker.lengths.min()) - 1
+        rng = rng_values
+        self.set_rng(rng)
         token, cache = self.prefill(self.tensor(prompt_tokens), tokens, prompt_mask, position)
+        rng = self.get_rng()
         position += 1
         while True:
             yield tracker.record(self.to_numpy(token), position)
             if tracker.done:
                 break
+            # The seed state lives in the sampler's variables: set it per step, so
+            # that other streams run in between do not disturb this one.
+            self.set_rng(rng)
             token, cache = self.step(token, position, cache, tokens, prompt_mask)
+            rng = self.get_rng()
             position += 1
-        return self.get_rng()
+        return rng
 
 
 class _TensorFlowProgram(_StepProgram):
@@ -475,9 +506,12 @@ class _TensorFlowProgram(_StepProgram):
 class _TorchProgram(_StepProgram):
     """Eager prefill and step under ``torch.inference_mode``.
 
-    ``torch.compile`` was tried: over two minutes of compiling for Keras layers,
-    repeated recompiles, and no faster per token on CPU.
+    Shapes are exact (nothing to recompile). ``torch.compile`` was tried: over
+    two minutes of compiling for Keras layers, repeated recompiles, and no
+    faster per token on CPU.
     """
+
+    static_shapes = False
 
     def __init__(self, model, sampler):
         self._prefill, self._step = _computations(model, sampler)
@@ -520,19 +554,21 @@ class _TorchProgram(_StepProgram):
 # --- The decoder. ---
 
 
+def _check_token_ids(values, what: str) -> list[int]:
+    values = list(values)
+    for token in values:
+        if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)) or token < 0:
+            raise SettingsError(f"Expected {what} to be token ids (integers >= 0), received {token!r}.")
+    return [int(token) for token in values]
+
+
 def _check_prompts(prompts_token_ids) -> list[list[int]]:
-    if isinstance(prompts_token_ids, np.ndarray):
-        prompts_token_ids = prompts_token_ids.tolist()
-    rows = [list(row) for row in prompts_token_ids]
+    rows = [_check_token_ids(row, "prompt tokens") for row in prompts_token_ids]
     if not rows:
         raise SettingsError("Expected at least one tokenized prompt, received none.")
-    for row in rows:
-        if not row:
-            raise SettingsError("Expected a tokenized prompt with at least one token (<bos>), received an empty one.")
-        for token in row:
-            if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)) or token < 0:
-                raise SettingsError(f"Expected token ids (integers >= 0), received {token!r}.")
-    return [[int(t) for t in row] for row in rows]
+    if not all(rows):
+        raise SettingsError("Expected a tokenized prompt with at least one token (<bos>), received an empty one.")
+    return rows
 
 
 def _check_max_new_tokens(value) -> int:
@@ -544,9 +580,10 @@ def _check_max_new_tokens(value) -> int:
 class Decoder:
     """Decodes a batch of tokenized prompts one compiled step at a time.
 
-    Compiled functions are cached on the decoder, keyed by the sampler's
-    strategy (not its seed) and by the bucketed shapes, so later calls with
-    other prompts of similar length start at once.
+    Compiled functions are cached on the decoder, keyed by the sampling
+    strategy (not its seed) and by the bucketed shapes (batch size, prompt
+    bucket, cache bucket), so later calls with other prompts of similar length
+    start at once. Several streams may be open at once.
 
     Args:
         causal_lm: a loaded KerasHub ``Gemma3CausalLM`` or ``GemmaCausalLM``.
@@ -556,7 +593,7 @@ class Decoder:
 
     Example:
         >>> decoder = Decoder(pipe.causal_lm)
-        >>> prompt = [2] + pipe.tokenizer("The capital of France is").tolist()
+        >>> prompt = [2, *numpy.asarray(pipe.tokenizer("The capital of France is")).tolist()]
         >>> for step in decoder.stream([prompt], max_new_tokens=16, sampler=Greedy(),
         ...                            stop_token_ids=(1, 106)):
         ...     print(pipe.tokenizer.id_to_token(int(step.token_ids[0])))
@@ -569,28 +606,35 @@ class Decoder:
         self.backend = keras.config.backend()
         self._model = _model_adapter(causal_lm)
         self._programs: dict[tuple, object] = {}
+        # Per sampler settings: its program key and its random state (seed generators).
+        self._settings: dict[Sampler, tuple] = {}
         self._rng_state: dict[Sampler, list] = {}
 
     def _program(self, settings: Sampler):
-        import keras
+        from keras import ops
 
-        keras_sampler = settings.build()
-        config = {k: v for k, v in keras_sampler.get_config().items() if k != "seed"}
-        key = (type(keras_sampler).__name__, tuple(sorted(config.items())), keras.config.dtype_policy().name)
-        if settings not in self._rng_state:
-            self._rng_state[settings] = [keras.ops.convert_to_numpy(v.value) for v in keras_sampler.variables]
-        program = self._programs.get(key)
-        if program is None:
-            if self.backend == "jax":
-                program = _JaxProgram(self._model, keras_sampler)
-            elif self.backend == "tensorflow":
-                program = _TensorFlowProgram(self._model, keras_sampler)
-            elif self.backend == "torch":
-                program = _TorchProgram(self._model, keras_sampler)
-            else:
-                raise NotImplementedError(f"Token streaming runs on jax, tensorflow and torch, not {self.backend!r}.")
-            self._programs[key] = program
-        return program
+        if settings not in self._settings:
+            keras_sampler = settings.build()
+            config = {k: v for k, v in keras_sampler.get_config().items() if k != "seed"}
+            key = (type(keras_sampler).__name__, tuple(sorted(config.items())))
+            if key not in self._programs:
+                self._programs[key] = self._compile(keras_sampler)
+            if len(self._settings) >= _MAX_SETTINGS:
+                oldest = next(iter(self._settings))
+                del self._settings[oldest], self._rng_state[oldest]
+            self._settings[settings] = key
+            self._rng_state[settings] = [ops.convert_to_numpy(v.value) for v in keras_sampler.variables]
+        return self._programs[self._settings[settings]]
+
+    def _compile(self, keras_sampler):
+        """A program for one sampling strategy; its seed state is passed per call."""
+        if self.backend == "jax":
+            return _JaxProgram(self._model, keras_sampler)
+        if self.backend == "tensorflow":
+            return _TensorFlowProgram(self._model, keras_sampler)
+        if self.backend == "torch":
+            return _TorchProgram(self._model, keras_sampler)
+        raise NotImplementedError(f"Token streaming runs on jax, tensorflow and torch, not {self.backend!r}.")
 
     def stream(
         self,
@@ -626,7 +670,7 @@ class Decoder:
             raise NotImplementedError(
                 f"The {sampler.name} sampler does not stream; use causal_lm.generate() for it."
             )
-        stops = frozenset(int(t) for t in stop_token_ids)
+        stops = frozenset(_check_token_ids(stop_token_ids, "stop_token_ids"))
         return self._run(rows, max_new_tokens, sampler, stops)
 
     def generate(
@@ -644,12 +688,9 @@ class Decoder:
         steps = self.stream(
             prompts_token_ids, max_new_tokens=max_new_tokens, sampler=sampler, stop_token_ids=stop_token_ids
         )
-        tokens: list[list[int]] = []
-        reasons: list[str | None] = []
+        tokens: list[list[int]] = [[] for _ in prompts_token_ids]
+        reasons: list[str | None] = [None] * len(tokens)
         for step in steps:
-            if not tokens:
-                tokens = [[] for _ in step.token_ids]
-                reasons = [None] * len(tokens)
             for row, reason in enumerate(step.finish_reasons):
                 if step.emitted[row] and reason != "stop":
                     tokens[row].append(int(step.token_ids[row]))
@@ -662,16 +703,16 @@ class Decoder:
         program = self._program(settings)
         lengths = np.array([len(row) for row in rows])
         longest = int(lengths.max())
-        cache_length = bucket(longest + max_new_tokens)
+        # Compiled programs see bucketed shapes; eager torch needs none.
+        size = bucket if program.static_shapes else int
+        cache_length = size(longest + max_new_tokens)
         tokens = np.full((len(rows), cache_length), _PAD, dtype="int32")
         for i, row in enumerate(rows):
             tokens[i, : len(row)] = row
         prompt_mask = np.arange(cache_length)[None, :] < lengths[:, None]
-        prompt_tokens = tokens[:, : bucket(longest)]
+        prompt_tokens = tokens[:, : size(longest)]
         tracker = _Tracker(lengths, max_new_tokens, stops, start)
-        rng = yield from program.decode(
-            self._rng_state[settings], rows, tokens, prompt_mask, prompt_tokens, tracker
-        )
+        rng = yield from program.decode(self._rng_state[settings], tokens, prompt_mask, prompt_tokens, tracker)
         if getattr(settings, "seed", 0) is None and rng is not None:
             # Unseeded sampling continues its random stream on the next call.
             self._rng_state[settings] = rng
