@@ -24,6 +24,12 @@ _EXPORTS = {
     "load": "keras_gemma_app.loading",
     "Pipeline": "keras_gemma_app.pipeline",
     "Completion": "keras_gemma_app.pipeline",
+    # Choosing a model
+    "recommend": "keras_gemma_app.variant_guide",
+    "Recommendation": "keras_gemma_app.variant_guide",
+    "detect_machine": "keras_gemma_app.hardware",
+    "Machine": "keras_gemma_app.hardware",
+    "estimate_memory": "keras_gemma_app.memory_estimate",
     # Samplers
     "Sampler": "keras_gemma_app.samplers",
     "Greedy": "keras_gemma_app.samplers",
@@ -41,6 +47,7 @@ _EXPORTS = {
     "SettingsError": "keras_gemma_app.errors",
     "ConversionError": "keras_gemma_app.errors",
     "OfflineError": "keras_gemma_app.errors",
+    "InsufficientMemoryError": "keras_gemma_app.errors",
 }
 
 __all__ = sorted(_EXPORTS)

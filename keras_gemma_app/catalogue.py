@@ -54,6 +54,11 @@ class Entry:
     description: str
     source: str
 
+    @property
+    def is_draft(self) -> bool:
+        """A speculative-decoding assistant: it only proposes tokens to a larger model."""
+        return self.name.endswith("_assistant")
+
     def weights_bytes(self, precision: str) -> int:
         """Bytes the weights take at ``precision`` (float32, bfloat16, int8, int4)."""
         return int(self.params * BYTES_PER_PARAM[precision])
@@ -97,9 +102,9 @@ def parse_count(text: str) -> int:
 def human_count(count: int) -> str:
     """270M, 1B, 2.6B…"""
     for suffix, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if count >= scale:
+        if round(count / scale, 1) >= 1:
             value = count / scale
-            return f"{value:.1f}{suffix}" if value < 10 and round(value, 1) != int(value) else f"{value:.0f}{suffix}"
+            return f"{value:.1f}{suffix}" if value < 10 and round(value, 1) != round(value) else f"{value:.0f}{suffix}"
     return str(count)
 
 

@@ -32,3 +32,7 @@ class ConversionError(KerasGemmaError):
 
 class OfflineError(KerasGemmaError):
     """Something needed the network while offline, or is missing from the cache."""
+
+
+class InsufficientMemoryError(KerasGemmaError):
+    """A model that cannot fit in the memory this machine has free."""

@@ -37,13 +37,19 @@ def _is_network_error(error: BaseException) -> bool:
     return False
 
 
-def _load_causal_lm(ref: ModelRef, dtype: str | None, offline: bool, progress=None):
+def _load_causal_lm(ref: ModelRef, dtype: str | None, offline: bool, progress=None, force=False):
+    import keras
     import keras_hub
     from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
+
+    from keras_gemma_app.memory_guard import check_fits
 
     if ref.kind == "preset":
         check_preset_name(ref.source, BUILTIN_PRESETS)
     source = resolve_source(ref, offline=offline, registry=BUILTIN_PRESETS, progress=progress)
+    if not force:
+        # KerasHub casts a preset to Keras's default float type unless told otherwise.
+        check_fits(ref, source, dtype or keras.config.floatx(), keras.config.backend())
     kwargs = {"dtype": dtype} if dtype else {}
     try:
         causal_lm = keras_hub.models.CausalLM.from_preset(source, **kwargs)
@@ -78,6 +84,7 @@ def load(
     offline: bool | None = None,
     progress=None,
     template: str | None = None,
+    force: bool = False,
 ):
     """Loads a Gemma model and returns a ready :class:`Pipeline`.
 
@@ -96,6 +103,8 @@ def load(
             called while a GGUF file is imported on first use.
         template: prompt format ("raw", "gemma", "gemma3", "gemma4"); default:
             chosen from the model (pretrained models get raw text).
+        force: load even when the model looks too large for the memory free
+            (by default that raises :class:`InsufficientMemoryError` first).
 
     Returns:
         A :class:`~keras_gemma_app.pipeline.Pipeline`.
@@ -124,6 +133,6 @@ def load(
     if offline:
         enter_offline_mode()
     active = backend_lib.activate(backend)
-    causal_lm = _load_causal_lm(ref, dtype, offline, progress)
+    causal_lm = _load_causal_lm(ref, dtype, offline, progress, force)
     return Pipeline(causal_lm, model=ref.text, backend=active, sampler=sampler, template=template,
                     context_length=entry.context_length if entry else None)

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 import keras_gemma_app as kga
 from keras_gemma_app import catalogue
 from keras_gemma_app.cli import main
+from keras_gemma_app.memory_estimate import estimate_memory
 
 # Every KerasHub preset of these Gemma families must be in the catalogue.
 GEMMA_FAMILIES = re.compile(
@@ -83,8 +84,12 @@ def test_show_bundled(real_preset):
     info = json.loads(result.stdout)
     assert info["cached"] == str(real_preset)
     assert info["weights_bytes"]["bfloat16"] == 2 * 268_098_176
-    table = CliRunner().invoke(main, ["show", "gemma3_270m_pypi"])
+    assert info["memory_backend"] == "jax"
+    assert info["memory_bytes"]["bfloat16"] == estimate_memory(268_098_176, "bfloat16", "jax").total_bytes
+    assert info["memory_bytes"]["float32"] > info["memory_bytes"]["bfloat16"] > info["memory_bytes"]["int4"]
+    table = CliRunner().invoke(main, ["show", "gemma3_270m_pypi", "--backend", "torch"])
     assert "pretrained" in table.stdout and "268,098,176" in table.stdout
+    assert "memory to run (torch, CPU)" in table.stdout
 
 
 @pytest.mark.parametrize(

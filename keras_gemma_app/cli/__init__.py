@@ -20,6 +20,7 @@ VERBS = {
     "show-prompt": "keras_gemma_app.cli.show_prompt:show_prompt",
     "list": "keras_gemma_app.cli.list_models:list_models",
     "show": "keras_gemma_app.cli.show:show",
+    "recommend": "keras_gemma_app.cli.recommend:recommend",
     "backends": "keras_gemma_app.cli.backends:backends",
     "import": "keras_gemma_app.cli.import_model:import_group",
     "export": "keras_gemma_app.cli.export:export",

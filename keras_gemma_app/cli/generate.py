@@ -65,7 +65,7 @@ def collect_prompts(arguments: tuple[str, ...], prompts_file) -> list[str]:
               help="Print tokens as they come [default: when stdout is a terminal and there is one prompt].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
 @quiet_option
-def generate(prompts, model, backend, dtype, offline, prompts_file, max_new_tokens, sampler_flags,
+def generate(prompts, model, backend, dtype, offline, force, prompts_file, max_new_tokens, sampler_flags,
              stop_token_ids, stop_strings, system, template, raw, fim_prefix, fim_suffix, stream, as_json, quiet):
     """Complete PROMPTS and print only the completions on stdout.
 
@@ -91,7 +91,7 @@ def generate(prompts, model, backend, dtype, offline, prompts_file, max_new_toke
 
     console = stderr_console(quiet)
     pipe, load_seconds = load_model(console, ref, chosen, dtype=dtype, sampler=sampler, offline=offline,
-                                    template=template)
+                                    template=template, force=force)
     options = dict(max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids, stop=stop_strings,
                    system=system, raw=raw or fim)
     if stream is None:

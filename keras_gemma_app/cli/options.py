@@ -24,7 +24,7 @@ def _stack(*decorators):
 
 
 def model_options(function):
-    """-m/--model, --backend, --dtype and --offline."""
+    """-m/--model, --backend, --dtype, --offline and --force."""
     return _stack(
         click.option("-m", "--model", default=None, metavar="MODEL",
                      help=f"Preset name, kaggle://… or hf://… handle, local directory or .gguf file "
@@ -36,6 +36,9 @@ def model_options(function):
         click.option("--offline", is_flag=True, default=None,
                      help="Never use the network; fail clearly if the model is not cached "
                           "[default: $KERAS_GEMMA_OFFLINE]."),
+        click.option("--force", is_flag=True,
+                     help="Load even if the model looks too large for the memory free "
+                          "[memory: detected, or $KERAS_GEMMA_MEMORY]."),
     )(function)
 
 

@@ -8,27 +8,34 @@ import json
 import click
 from rich.table import Table
 
+from keras_gemma_app.backend import BACKENDS, requested_backend
 from keras_gemma_app.cli.console import stdout_console
-from keras_gemma_app.catalogue import BYTES_PER_PARAM, cached_location, get, human_count
+from keras_gemma_app.catalogue import cached_location, get, human_count
+from keras_gemma_app.hardware import format_bytes
+from keras_gemma_app.memory_estimate import PRECISIONS, estimate_memory
 
 _TUNING = {"pt": "pretrained", "it": "instruction-tuned", "ft": "fine-tuned", "mix": "multi-task (mix)"}
 
 
-def _gb(size: int) -> str:
-    return f"{size / 1e9:.2f} GB"
-
-
 @click.command()
 @click.argument("model")
+@click.option("--backend", type=click.Choice(BACKENDS, case_sensitive=False), default=None,
+              help="Backend the memory estimate is for [default: $KERAS_BACKEND, else jax].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def show(model, as_json):
+def show(model, backend, as_json):
     """Show one catalogue MODEL: size, tuning, context, prompt format, memory, cache."""
     entry = get(model)
+    backend = requested_backend(backend)
     where = cached_location(entry)
-    memory = {precision: entry.weights_bytes(precision) for precision in BYTES_PER_PARAM}
+    estimates = {precision: estimate_memory(entry.params, precision, backend) for precision in PRECISIONS}
     if as_json:
-        click.echo(json.dumps({**dataclasses.asdict(entry), "weights_bytes": memory,
-                               "cached": str(where) if where else None}, indent=1, ensure_ascii=False))
+        click.echo(json.dumps({
+            **dataclasses.asdict(entry),
+            "weights_bytes": {p: e.weights_bytes for p, e in estimates.items()},
+            "memory_bytes": {p: e.total_bytes for p, e in estimates.items()},
+            "memory_backend": backend,
+            "cached": str(where) if where else None,
+        }, indent=1, ensure_ascii=False))
         return
     table = Table(show_header=False, title=entry.name)
     table.add_column(style="bold")
@@ -42,7 +49,9 @@ def show(model, as_json):
         ("tuning", _TUNING[entry.tuning]),
         ("modality", entry.modality),
         ("prompt format", entry.prompt_format),
-        ("weights", " · ".join(f"{p} {_gb(size)}" for p, size in memory.items())),
+        ("weights", " · ".join(f"{p} {format_bytes(e.weights_bytes)}" for p, e in estimates.items())),
+        (f"memory to run ({backend}, CPU)",
+         " · ".join(f"{p} {format_bytes(e.total_bytes)}" for p, e in estimates.items())),
         ("source", entry.kaggle_handle or entry.source),
         ("licence", entry.licence),
         ("cached", str(where) if where else "no"),

@@ -1,0 +1,58 @@
+"""Memory estimates, checked against the resident memory of the real model after loading."""
+
+import json
+
+import pytest
+
+from conftest import run_python
+from keras_gemma_app.catalogue import get
+from keras_gemma_app.errors import SettingsError
+from keras_gemma_app.hardware import GIB
+from keras_gemma_app.memory_estimate import estimate_memory, weights_bytes
+
+MEASURE = """
+import json, sys
+import keras_gemma_app as kga
+kga.use_backend(sys.argv[1])
+pipe = kga.load(sys.argv[2], dtype=sys.argv[3])
+pipe.generate("The capital of France is", max_new_tokens=4)
+rss = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmRSS"))
+print(json.dumps({"rss": rss}))
+"""
+
+
+@pytest.mark.parametrize("backend_name", ["jax", "tensorflow", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_estimate_is_within_ten_percent_of_the_real_model_resident_memory(real_preset, backend_name, dtype):
+    result = run_python(MEASURE, backend_name, str(real_preset), dtype)
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])["rss"]
+    estimated = estimate_memory(get("gemma3_270m_pypi").params, dtype, backend_name).total_bytes
+    assert abs(estimated - measured) / measured < 0.10, (
+        f"{backend_name} {dtype}: estimated {estimated / GIB:.2f} GiB, measured {measured / GIB:.2f} GiB")
+
+
+def test_weights_scale_with_precision():
+    params = 1_000_000_000
+    assert [weights_bytes(params, p) for p in ("float32", "bfloat16", "float16", "int8", "int4")] == [
+        4e9, 2e9, 2e9, 1e9, 5e8]
+
+
+def test_on_an_accelerator_the_weights_dominate():
+    on_gpu = estimate_memory(27_000_000_000, "bfloat16", "jax", "gpu")
+    assert on_gpu.weights_bytes == 54e9
+    assert 54e9 < on_gpu.total_bytes < 1.3 * 54e9
+    assert on_gpu.device == "gpu"
+
+
+def test_estimates_grow_with_the_model_and_shrink_with_precision():
+    small = estimate_memory(1_000_000_000, "bfloat16", "torch")
+    big = estimate_memory(4_000_000_000, "bfloat16", "torch")
+    assert big.total_bytes > small.total_bytes > estimate_memory(1_000_000_000, "int4", "torch").total_bytes
+
+
+def test_unknown_precision_or_backend():
+    with pytest.raises(SettingsError, match="Unknown precision 'fp8'"):
+        estimate_memory(10, "fp8")
+    with pytest.raises(SettingsError, match="Unknown backend 'mlx'"):
+        estimate_memory(10, "float32", "mlx")
