@@ -30,6 +30,9 @@ _EXPORTS = {
     "detect_machine": "keras_gemma_app.hardware",
     "Machine": "keras_gemma_app.hardware",
     "estimate_memory": "keras_gemma_app.memory_estimate",
+    "pull": "keras_gemma_app.kaggle_download",
+    "cached_models": "keras_gemma_app.cache_inventory",
+    "remove_cached": "keras_gemma_app.cache_inventory",
     # Samplers
     "Sampler": "keras_gemma_app.samplers",
     "Greedy": "keras_gemma_app.samplers",
@@ -48,6 +51,7 @@ _EXPORTS = {
     "ConversionError": "keras_gemma_app.errors",
     "OfflineError": "keras_gemma_app.errors",
     "InsufficientMemoryError": "keras_gemma_app.errors",
+    "KaggleAccessError": "keras_gemma_app.errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -36,3 +36,7 @@ class OfflineError(KerasGemmaError):
 
 class InsufficientMemoryError(KerasGemmaError):
     """A model that cannot fit in the memory this machine has free."""
+
+
+class KaggleAccessError(KerasGemmaError):
+    """Kaggle refused a download: no or wrong credentials, or a licence not accepted."""

@@ -111,3 +111,32 @@ def run_cli(*args: str, env: dict | None = None, stdin: str | None = None, timeo
         [str(script), *args], capture_output=True, text=True, env=_environment(env),
         input=stdin, timeout=timeout, cwd=ROOT,
     )
+
+
+KAGGLE_USER = ("alice", "secret-key")
+
+
+@pytest.fixture
+def kaggle_env(tmp_path, monkeypatch) -> pathlib.Path:
+    """kagglehub pointed at a local stand-in for Kaggle's API (127.0.0.1:7777), with an empty cache.
+
+    Returns the kagglehub cache folder. Credentials come from KAGGLE_USERNAME
+    and KAGGLE_KEY; no kaggle.json is visible.
+    """
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "KAGGLE_API_TOKEN", "KAGGLE_API_ENDPOINT", "KERAS_GEMMA_OFFLINE", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "TEST")
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle-config"))
+    monkeypatch.setenv("KAGGLE_USERNAME", KAGGLE_USER[0])
+    monkeypatch.setenv("KAGGLE_KEY", KAGGLE_USER[1])
+    return tmp_path / "kagglehub"
+
+
+@pytest.fixture
+def tiny_preset_files(tiny_preset) -> dict[str, bytes]:
+    """The tiny preset's files, as a Kaggle model version would serve them."""
+    return {str(path.relative_to(tiny_preset)): path.read_bytes()
+            for path in sorted(tiny_preset.rglob("*")) if path.is_file()}
