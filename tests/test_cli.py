@@ -56,3 +56,11 @@ def test_backends_table():
     assert result.exit_code == 0
     for name in ("jax", "tensorflow", "torch", "built-in default"):
         assert name in result.stdout
+
+
+def test_readme_shows_every_verb():
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [verb for verb in VERBS if f"keras-gemma {verb}" not in readme]
+    assert missing == []

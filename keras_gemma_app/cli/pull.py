@@ -37,9 +37,9 @@ def pull(model, force, quiet):
     console.print(f"Pulling {model} ({handle}) into {kaggle_cache_root()}…")
     # kagglehub draws its progress bars on stderr; anything it prints goes there too.
     with contextlib.ExitStack() as stack:
-        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
-        if quiet:
-            stack.enter_context(contextlib.redirect_stderr(stack.enter_context(open(os.devnull, "w"))))
+        sink = stack.enter_context(open(os.devnull, "w")) if quiet else sys.stderr
+        stack.enter_context(contextlib.redirect_stdout(sink))
+        stack.enter_context(contextlib.redirect_stderr(sink))
         pulled = download(model, force=force)
     size = format_bytes(folder_size(pulled.path))
     if pulled.downloaded:
