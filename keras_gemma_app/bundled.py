@@ -53,3 +53,8 @@ def ensure_bundled(progress=None) -> pathlib.Path:
     with tempfile.TemporaryDirectory(dir=directory.parent, prefix=".assemble-") as scratch:
         gguf_path = package.assemble(pathlib.Path(scratch) / package.MODEL_NAME)
         return import_into_cache(gguf_path, directory, progress=progress)
+
+
+def gguf_file() -> pathlib.Path:
+    """The bundled model's GGUF file, assembled from the package's parts on first use."""
+    return pathlib.Path(_package().assemble())

@@ -25,6 +25,7 @@ VERBS = {
     "rm": "keras_gemma_app.cli.remove:remove",
     "cache": "keras_gemma_app.cli.cache:cache",
     "backends": "keras_gemma_app.cli.backends:backends",
+    "bench": "keras_gemma_app.cli.bench:bench",
     "import": "keras_gemma_app.cli.import_model:import_group",
     "export": "keras_gemma_app.cli.export:export",
 }

@@ -1,0 +1,122 @@
+"""``keras-gemma bench``: the same model and prompt on each backend, timed."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from keras_gemma_app.backend import BACKENDS
+from keras_gemma_app.cli.console import status, stderr_console, stdout_console
+from keras_gemma_app.cli.options import quiet_option
+from keras_gemma_app.loading import DTYPES
+from keras_gemma_app.model_ref import DEFAULT_MODEL
+
+
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _speed(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+@click.command()
+@click.option("-m", "--model", default=None, metavar="MODEL", help=f"The model [default: {DEFAULT_MODEL}].")
+@click.option("--backends", default=",".join(BACKENDS), show_default=True, help="Backends to run, comma-separated.")
+@click.option("--dtype", type=click.Choice(DTYPES), default=None, help="Compute dtype [default: float32].")
+@click.option("--prompt-tokens", default="16", show_default=True, help="Prompt lengths in tokens, e.g. 16,256.")
+@click.option("--new-tokens", type=int, default=64, show_default=True, help="Tokens generated per run.")
+@click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,4.")
+@click.option("--runs", type=int, default=5, show_default=True, help="Timed runs per figure (after one first call).")
+@click.option("--baseline", "baselines", type=click.Choice(["keras-hub", "llama.cpp"]), multiple=True,
+              help="Also time plain KerasHub generate and/or llama.cpp on the same settings (repeatable).")
+@click.option("--gguf", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="GGUF file for the llama.cpp baseline [default: MODEL if it is one, or the bundled model's].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the full report as JSON to FILE.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Draw decode speed and time to first token to FILE.png (needs matplotlib).")
+@click.option("--force", is_flag=True, help="Load even if the model looks too large for the memory free.")
+@quiet_option
+def bench(model, backends, dtype, prompt_tokens, new_tokens, batch, runs, baselines, gguf, json_path, plot_path,
+          force, quiet):
+    """Time MODEL on each backend: import, load, compile, first token, decode speed, memory.
+
+    Each backend runs in its own process. The greedy text of each backend is
+    shown, with whether they agree.
+
+    \b
+    Examples:
+      keras-gemma bench
+      keras-gemma bench --backends jax,torch --dtype bfloat16 --baseline keras-hub --plot bench.png
+    """
+    from keras_gemma_app.bench import BenchSettings, llama_gguf, parse_counts, run_bench, speedups
+    from keras_gemma_app.cli.model_setup import check_model_options, prepare_model
+    from keras_gemma_app.model_ref import model_or_default
+
+    settings = BenchSettings(
+        model=model_or_default(model), backends=tuple(b.strip().lower() for b in backends.split(",") if b.strip()),
+        dtype=dtype, prompt_tokens=parse_counts(prompt_tokens, "--prompt-tokens"), new_tokens=new_tokens,
+        batch=parse_counts(batch, "--batch"), runs=runs, baselines=tuple(dict.fromkeys(baselines)), gguf=gguf,
+        force=force,
+    ).check()
+    if "llama.cpp" in settings.baselines:
+        llama_gguf(settings)
+    if plot_path:
+        from keras_gemma_app.bench_plot import check_plotting
+
+        check_plotting()
+    ref, _ = check_model_options(settings.model, settings.backends[0], dtype)
+    console = stderr_console(quiet)
+    prepare_model(console, ref)
+
+    def started(engine, backend):
+        console.print(f"Benchmarking {engine}{' on ' + backend if backend else ''} "
+                      f"(import, load, first call, {settings.runs} runs per shape)…")
+
+    with status(console, "Benchmarking…"):
+        report = run_bench(settings, on_start=started)
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as file:
+            json.dump(report, file, indent=1)
+    if plot_path and report["results"]:
+        from keras_gemma_app.bench_plot import plot_report
+
+        plot_report(report, plot_path)
+    _print(report, speedups(report))
+    if json_path:
+        console.print(f"Wrote {json_path}")
+    if plot_path:
+        console.print(f"Drew {plot_path}")
+    if report["errors"] and not report["results"]:
+        raise click.exceptions.Exit(1)
+
+
+def _print(report: dict, ratios: dict) -> None:
+    out = stdout_console()
+    settings = report["settings"]
+    table = Table(title=f"{report['model']} · {settings['new_tokens']} new tokens · greedy · "
+                        f"median of {settings['runs']} runs")
+    columns = ("engine", "backend", "dtype", "batch", "prompt", "import s", "load s", "1st call s", "TTFT ms",
+               "decode tok/s", "min–max", "× keras-hub", "prefill tok/s", "peak RSS MB")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("engine", "backend", "dtype") else "right")
+    for r in report["results"]:
+        ratio = ratios.get((r["backend"], r["dtype"], r["batch"], r["prompt_tokens"])) if r["engine"] == "keras-gemma-app" else None
+        table.add_row(
+            r["engine"], r["backend"] or "-", r["dtype"] or "-", str(r["batch"]), str(r["prompt_tokens"]),
+            _seconds(r["import_s"]), _seconds(r["load_s"]), _seconds(r["first_call_s"]), f"{r['ttft_ms']:.0f}",
+            _speed(r["decode_tok_s"]), f"{_speed(r['decode_tok_s_min'])}–{_speed(r['decode_tok_s_max'])}",
+            f"{ratio:.2f}×" if ratio else "-", f"{r['prefill_tok_s']:.0f}", f"{r['peak_rss_mb']:.0f}",
+        )
+    out.print(table)
+    for item in report["agreement"]:
+        verdict = "the same text on every backend" if item["agree"] else "[bold red]texts differ[/]"
+        out.print(f"batch {item['batch']}, prompt {item['prompt_tokens']} tokens: {verdict}")
+        for backend, text in item["texts"].items():
+            out.print(f"  {backend}: {text[:100]!r}")
+    for error in report["errors"]:
+        out.print(f"[bold red]{error['engine']}{' on ' + error['backend'] if error['backend'] else ''} failed:[/] "
+                  f"{error['error']}")
