@@ -190,8 +190,14 @@ class _Gemma:
 
 
 def _model_adapter(causal_lm):
+    import keras
     import keras_hub
 
+    if keras.config.backend() == "torch":
+        from keras_gemma_app import torch_gemma3
+
+        if torch_gemma3.supports(causal_lm):
+            return torch_gemma3.TorchGemma3(causal_lm)
     if isinstance(causal_lm, keras_hub.models.Gemma3CausalLM):
         return _Gemma3Text(causal_lm)
     if isinstance(causal_lm, keras_hub.models.GemmaCausalLM):

@@ -1,6 +1,6 @@
 """Greedy tokens of KerasHub's generate and of Decoder.stream on one backend, as JSON.
 
-Usage: python decoding_worker.py BACKEND PRESET_DIR OUT.json
+Usage: python decoding_worker.py BACKEND PRESET_DIR OUT.json [DTYPE]
 """
 
 import json
@@ -14,13 +14,13 @@ PROMPTS = ["The capital of France is", "Write a short poem about the sea and the
 NEW_TOKENS = 24
 
 
-def main(backend: str, preset: str, out: str) -> None:
+def main(backend: str, preset: str, out: str, dtype: str = "float32") -> None:
     kga.use_backend(backend)
     import keras
 
     from keras_gemma_app.decoding import Decoder
 
-    pipe = kga.load(preset, dtype="float32")
+    pipe = kga.load(preset, dtype=dtype)
     causal_lm = pipe.causal_lm
     causal_lm.compile(sampler="greedy")
     rows = [[pipe.tokenizer.start_token_id, *np.asarray(pipe.tokenizer(p)).tolist()] for p in PROMPTS]
@@ -30,12 +30,14 @@ def main(backend: str, preset: str, out: str) -> None:
     reference = [outputs[i, len(row): len(row) + NEW_TOKENS].tolist() for i, row in enumerate(rows)]
 
     streamed = [[] for _ in rows]
-    for step in Decoder(causal_lm).stream(rows, max_new_tokens=NEW_TOKENS, sampler=kga.Greedy(), stop_token_ids=()):
+    decoder = Decoder(causal_lm)
+    for step in decoder.stream(rows, max_new_tokens=NEW_TOKENS, sampler=kga.Greedy(), stop_token_ids=()):
         for row in np.flatnonzero(step.emitted):
             streamed[row].append(int(step.token_ids[row]))
     with open(out, "w") as file:
-        json.dump({"backend": keras.config.backend(), "reference": reference, "streamed": streamed}, file)
+        json.dump({"backend": keras.config.backend(), "reference": reference, "streamed": streamed,
+                   "adapter": type(decoder._model).__name__}, file)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:])
