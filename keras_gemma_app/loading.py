@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from keras_gemma_app import backend as backend_lib
+from keras_gemma_app import compile_cache
 from keras_gemma_app.errors import InvalidModelError, ModelNotFoundError, OfflineError, SettingsError
 from keras_gemma_app.model_ref import ModelRef, check_preset_name, model_or_default, parse_model
 from keras_gemma_app.offline import enter_offline_mode, offline_requested
@@ -133,6 +134,7 @@ def load(
     if offline:
         enter_offline_mode()
     active = backend_lib.activate(backend)
+    compile_cache.enable_for(active)
     causal_lm = _load_causal_lm(ref, dtype, offline, progress, force)
     return Pipeline(causal_lm, model=ref.text, backend=active, sampler=sampler, template=template,
                     context_length=entry.context_length if entry else None)
