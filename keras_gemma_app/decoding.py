@@ -198,6 +198,11 @@ def _model_adapter(causal_lm):
 
         if torch_gemma3.supports(causal_lm):
             return torch_gemma3.TorchGemma3(causal_lm)
+    if keras.config.backend() == "tensorflow":
+        from keras_gemma_app import xla_gemma3
+
+        if xla_gemma3.supports(causal_lm):
+            return xla_gemma3.XlaGemma3(causal_lm)
     if isinstance(causal_lm, keras_hub.models.Gemma3CausalLM):
         return _Gemma3Text(causal_lm)
     if isinstance(causal_lm, keras_hub.models.GemmaCausalLM):
@@ -215,11 +220,11 @@ def _pick(sampler, logits, tokens, prompt_mask, position):
     """Samples one token per row; rows whose prompt covers ``position`` keep their prompt token."""
     from keras import ops
 
-    batch = ops.shape(tokens)[0]
     probabilities = sampler.compute_probabilities(logits)
     sampled = ops.cast(sampler.get_next_token(probabilities), "int32")
-    forced = ops.slice(tokens, [0, position], [batch, 1])[:, 0]
-    keep = ops.slice(prompt_mask, [0, position], [batch, 1])[:, 0]
+    # A gather, not a slice: XLA (TensorFlow) would compile a slice anew for every position.
+    forced = ops.take(tokens, position, axis=1)
+    keep = ops.take(prompt_mask, position, axis=1)
     return ops.where(keep, forced, sampled)
 
 
@@ -231,17 +236,15 @@ def _computations(model, sampler):
         batch, length = ops.shape(tokens)
         cache = model.empty_cache(batch, length)
         hidden, cache = model.forward(prompt_tokens, cache, 0, padding_mask=prompt_mask)
-        hidden = ops.slice(hidden, [0, last, 0], [batch, 1, ops.shape(hidden)[2]])
-        logits = model.logits(hidden[:, 0, :])
+        logits = model.logits(ops.take(hidden, last, axis=1))
         return _pick(sampler, logits, tokens, prompt_mask, last + 1), cache
 
     def step(token, index, cache, tokens, prompt_mask):
         """Feeds ``token`` at position ``index``; returns the token at ``index + 1``."""
-        batch = ops.shape(tokens)[0]
         update_mask = None
         if model.uses_update_mask:
             # Prompt positions keep the keys and values the prefill wrote.
-            update_mask = ops.logical_not(ops.slice(prompt_mask, [0, index], [batch, 1]))
+            update_mask = ops.logical_not(ops.take(prompt_mask, index, axis=1))[:, None]
         hidden, cache = model.forward(token[:, None], cache, index, update_mask=update_mask)
         logits = model.logits(hidden[:, 0, :])
         return _pick(sampler, logits, tokens, prompt_mask, index + 1), cache
@@ -479,8 +482,10 @@ class _TensorFlowProgram(_StepProgram):
         import tensorflow as tf
 
         prefill, step = _computations(model, sampler)
-        self._prefill = tf.function(prefill, jit_compile=False)
-        self._step = tf.function(step, jit_compile=False)
+        # XLA where the model is written for it (float32 Gemma 3: one program per shape).
+        xla = type(model).__name__ == "XlaGemma3"
+        self._prefill = tf.function(prefill, jit_compile=xla)
+        self._step = tf.function(step, jit_compile=xla)
         self._sampler_variables = sampler.variables
 
     def set_rng(self, values):

@@ -253,5 +253,7 @@ def test_real_model_greedy_stream_equals_generate_on_every_backend(real_preset, 
         assert done.returncode == 0, done.stderr[-3000:]
         result = json.loads(out.read_text())
         assert result["backend"] == backend
+        # Each backend's fastest path: XLA-friendly keras ops on TensorFlow, plain torch on torch.
+        assert result["adapter"] == {"jax": "_Gemma3Text", "tensorflow": "XlaGemma3", "torch": "TorchGemma3"}[backend]
         assert result["streamed"] == result["reference"], backend
         assert [len(tokens) for tokens in result["streamed"]] == [24, 24]
