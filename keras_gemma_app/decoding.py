@@ -12,8 +12,10 @@ speed of KerasHub's own compiled ``generate``:
   another (a ``lax.while_loop`` that passes each token to the host through an
   ordered ``io_callback``, run in a background thread); model and sampler
   variables are explicit arguments through a ``keras.StatelessScope``, as in
-  KerasHub. TensorFlow: a ``tf.function`` graph per prefill and per step.
-  torch: eager steps under ``torch.inference_mode``.
+  KerasHub. TensorFlow: a ``tf.function`` per prefill and per step, XLA-compiled
+  for float32 Gemma 3 (:mod:`keras_gemma_app.xla_gemma3`), graphs otherwise.
+  torch: eager steps under ``torch.inference_mode``, in plain torch for Gemma 3
+  (:mod:`keras_gemma_app.torch_gemma3`), through the Keras layers otherwise.
 - The batch moves in lockstep, as in KerasHub: decoding starts after the
   shortest prompt, and a longer prompt's remaining tokens are fed in (not
   sampled) until its own first new token. Greedy decoding therefore gives the
