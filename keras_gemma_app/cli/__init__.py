@@ -64,8 +64,10 @@ def main():
 
     \b
     Examples:
+      keras-gemma recommend
+      keras-gemma pull gemma3_instruct_1b
       keras-gemma generate "Why is the sky blue?"
       keras-gemma generate -m gemma3_instruct_1b --backend torch "Hello"
       keras-gemma import gguf model.gguf ./my_preset
-      keras-gemma backends
+      keras-gemma bench --baseline keras-hub
     """
