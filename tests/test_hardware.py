@@ -46,3 +46,14 @@ def test_an_accelerator_is_where_the_model_lives():
     assert machine.device == "gpu"
     assert machine.model_memory_bytes == 24 * GIB
     assert machine.describe() == "2 × NVIDIA L4 (24.0 GiB each), 64.0 GiB RAM"
+
+
+@pytest.mark.parametrize("name", ["jax", "tensorflow", "torch"])
+def test_each_backend_reports_this_cpu_only_machine(name):
+    from conftest import run_python
+
+    code = ("import sys\nfrom keras_gemma_app.hardware import detect_machine\n"
+            "m = detect_machine(sys.argv[1])\nprint(m.device, len(m.accelerators), m.ram_bytes > 0)")
+    done = run_python(code, name)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["cpu", "0", "True"]
