@@ -114,10 +114,10 @@ def _model_share(params: int, precision: str, backend: str, device: str) -> int:
 
 
 def _suggestion(ref: ModelRef, params: int, precision: str, backend: str, device: str, free: int) -> str:
-    for smaller in ("bfloat16",):
-        if precision == "float32" and _model_share(params, smaller, backend, device) <= free:
-            need = format_bytes(_model_share(params, smaller, backend, device))
-            return f"At {smaller} it needs about {need}: add --dtype {smaller}."
+    if precision == "float32":
+        half = _model_share(params, "bfloat16", backend, device)
+        if half <= free:
+            return f"At bfloat16 it needs about {format_bytes(half)}: add --dtype bfloat16."
     entry = catalogue.find(ref.text)
     pool = [e for e in catalogue.entries() if e.kaggle_handle and not e.is_draft and e.params < params]
     if entry is not None:
