@@ -47,10 +47,14 @@ def _load_causal_lm(ref: ModelRef, dtype: str | None, offline: bool, progress=No
 
     if ref.kind == "preset":
         check_preset_name(ref.source, BUILTIN_PRESETS)
-    source = resolve_source(ref, offline=offline, registry=BUILTIN_PRESETS, progress=progress)
+    # KerasHub casts a preset to Keras's default float type unless told otherwise.
+    precision = dtype or keras.config.floatx()
     if not force:
-        # KerasHub casts a preset to Keras's default float type unless told otherwise.
-        check_fits(ref, source, dtype or keras.config.floatx(), keras.config.backend())
+        # Before any download: catalogue models and local directories have a known size.
+        check_fits(ref, ref.source, precision, keras.config.backend())
+    source = resolve_source(ref, offline=offline, registry=BUILTIN_PRESETS, progress=progress)
+    if not force and ref.kind == "gguf":
+        check_fits(ref, source, precision, keras.config.backend())
     kwargs = {"dtype": dtype} if dtype else {}
     try:
         causal_lm = keras_hub.models.CausalLM.from_preset(source, **kwargs)

@@ -119,12 +119,21 @@ def _suggestion(ref: ModelRef, params: int, precision: str, backend: str, device
         if half <= free:
             return f"At bfloat16 it needs about {format_bytes(half)}: add --dtype bfloat16."
     entry = catalogue.find(ref.text)
-    pool = [e for e in catalogue.entries() if e.kaggle_handle and not e.is_draft and e.params < params]
+    smaller = [e for e in catalogue.entries() if e.kaggle_handle and not e.is_draft and e.params < params]
+    fitting = [e for e in smaller if _model_share(e.params, "bfloat16", backend, device) <= free]
     if entry is not None:
-        related = [e for e in pool if e.family == entry.family and e.tuning == entry.tuning
-                   and e.modality == entry.modality]
-        pool = related or [e for e in pool if e.tuning == entry.tuning]
-    fitting = [e for e in pool if _model_share(e.params, "bfloat16", backend, device) <= free]
+        # The nearest in kind first: same family, tuning and modality; then looser.
+        from keras_gemma_app.variant_guide import CORE_FAMILIES
+
+        for same in (
+            lambda e: (e.family, e.tuning, e.modality) == (entry.family, entry.tuning, entry.modality),
+            lambda e: (e.family, e.tuning) == (entry.family, entry.tuning),
+            lambda e: e.tuning == entry.tuning and e.family in CORE_FAMILIES,
+            lambda e: e.tuning == entry.tuning,
+        ):
+            if any(same(e) for e in fitting):
+                fitting = [e for e in fitting if same(e)]
+                break
     if not fitting:
         return "No smaller Gemma fits either."
     nearest = max(fitting, key=lambda e: (e.params, e.generation))

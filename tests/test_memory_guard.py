@@ -68,3 +68,15 @@ def test_cli_refuses_with_one_line_and_force_loads_anyway():
     forced = run_cli("generate", "The capital of France is", "--max-new-tokens", "4", "--force", "-q", env=env)
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert forced.stdout.strip()
+
+
+def test_a_model_too_large_is_refused_before_any_download(monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the memory check must come before the network")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setenv(MEMORY_ENV, "4GB")
+    with pytest.raises(InsufficientMemoryError, match="gemma3_instruct_12b needs about .* The nearest model that fits"):
+        kga.load("gemma3_instruct_12b", dtype="bfloat16")
