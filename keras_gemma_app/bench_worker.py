@@ -131,6 +131,7 @@ ENGINES = {"keras-gemma-app": _app_engine, "keras-hub": _keras_hub_engine}
 def run(settings: dict) -> list[dict]:
     """Measures every engine and shape in ``settings`` on ``settings["backend"]``."""
     import keras_gemma_app as kga
+    from keras_gemma_app.text_stream import sentencepiece_decoder
 
     backend = settings["backend"]
     kga.use_backend(backend)
@@ -162,20 +163,10 @@ def run(settings: dict) -> list[dict]:
                     "first_call_s": measured["first_call_s"], "ttft_ms": 1000 * ttft,
                     "decode_tok_s": speed, "decode_tok_s_min": slowest, "decode_tok_s_max": fastest,
                     "prefill_tok_s": batch * length / ttft, "peak_rss_mb": peak_rss_mb(),
-                    "text": _text(pipe.tokenizer, measured["tokens"]),
+                    "text": sentencepiece_decoder(pipe.tokenizer)(measured["tokens"]),
                     "token_ids": measured["tokens"],
                 })
     return results
-
-
-def _text(tokenizer, ids: list[int]) -> str:
-    import numpy as np
-
-    if not ids:
-        return ""
-    text = tokenizer.detokenize(np.asarray([ids], dtype="int32"))[0]
-    text = text.numpy() if hasattr(text, "numpy") else text
-    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import pathlib
 
 from keras_gemma_app import catalogue
 from keras_gemma_app.cache_dir import app_cache_dir
+from keras_gemma_app.errors import ModelNotFoundError
 from keras_gemma_app.gguf_cache import is_imported
 from keras_gemma_app.kaggle_cache import KaggleHandle, cached_preset, kaggle_cache_root
 
@@ -62,7 +63,7 @@ def _gguf_imports() -> list[CachedModel]:
         return []
     try:
         bundled_dir = bundled.bundled_preset_dir()
-    except Exception:  # noqa: BLE001 - the bundled package may be missing
+    except ModelNotFoundError:  # the bundled package is not installed
         bundled_dir = None
     found = []
     for directory in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):

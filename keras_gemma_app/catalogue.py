@@ -16,8 +16,6 @@ from importlib import resources
 from keras_gemma_app.errors import ModelNotFoundError, SettingsError
 
 TUNINGS = ("pt", "it", "ft", "mix")
-# Bytes per parameter of the weights at each precision.
-BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "int8": 1.0, "int4": 0.5}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +56,6 @@ class Entry:
     def is_draft(self) -> bool:
         """A speculative-decoding assistant: it only proposes tokens to a larger model."""
         return self.name.endswith("_assistant")
-
-    def weights_bytes(self, precision: str) -> int:
-        """Bytes the weights take at ``precision`` (float32, bfloat16, int8, int4)."""
-        return int(self.params * BYTES_PER_PARAM[precision])
 
 
 @functools.cache

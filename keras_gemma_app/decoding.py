@@ -485,7 +485,7 @@ class _TensorFlowProgram(_StepProgram):
 
         prefill, step = _computations(model, sampler)
         # XLA where the model is written for it (float32 Gemma 3: one program per shape).
-        xla = type(model).__name__ == "XlaGemma3"
+        xla = getattr(model, "xla_friendly", False)
         self._prefill = tf.function(prefill, jit_compile=xla)
         self._step = tf.function(step, jit_compile=xla)
         self._sampler_variables = sampler.variables

@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import pathlib
 import shutil
 
 from keras_gemma_app import catalogue
 from keras_gemma_app.errors import KaggleAccessError, ModelNotFoundError, OfflineError
 from keras_gemma_app.kaggle_cache import KaggleHandle, cached_preset, variation_dir
-from keras_gemma_app.network import KAGGLE_HOST, reachable
+from keras_gemma_app.network import KAGGLE_HOST, kaggle_endpoint_overridden, reachable
 from keras_gemma_app.offline import offline_requested
 
 CREDENTIALS_HELP = (
@@ -118,10 +117,6 @@ def _explain(error: Exception, handle: KaggleHandle, model: str) -> Exception:
     return error
 
 
-def _talks_to_real_kaggle() -> bool:
-    return not any(os.environ.get(name) for name in ("KAGGLE_API_ENDPOINT", "KAGGLE_API_ENVIRONMENT"))
-
-
 @contextlib.contextmanager
 def _kagglehub_logs_quiet():
     """kagglehub logs each step at INFO; callers report progress themselves."""
@@ -162,7 +157,7 @@ def pull(model: str, *, force: bool = False) -> Pulled:
 
     if get_kaggle_credentials() is None:
         raise KaggleAccessError(f"No Kaggle credentials to download {model}: {CREDENTIALS_HELP}.")
-    if _talks_to_real_kaggle() and not reachable(KAGGLE_HOST):
+    if not kaggle_endpoint_overridden() and not reachable(KAGGLE_HOST):
         raise OfflineError(f"Cannot reach {KAGGLE_HOST} to download {model}: check the network connection and retry.")
     if force:
         remove_handle(handle)

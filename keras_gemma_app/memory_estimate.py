@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from keras_gemma_app.catalogue import BYTES_PER_PARAM
 from keras_gemma_app.errors import SettingsError
 from keras_gemma_app.hardware import GIB
 
-PRECISIONS = tuple(BYTES_PER_PARAM)
-# float16 weights take as much room as bfloat16.
-_BYTES = {**BYTES_PER_PARAM, "float16": 2.0}
+# Bytes per parameter of the weights at each precision.
+BYTES_PER_PRECISION = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0, "int8": 1.0, "int4": 0.5}
+# The precisions `show` reports (float16 takes as much room as bfloat16).
+PRECISIONS = ("float32", "bfloat16", "int8", "int4")
 
 # Resident memory after `import keras_hub` on each backend.
 RUNTIME_BYTES = {"jax": 0.80 * GIB, "tensorflow": 0.79 * GIB, "torch": 1.03 * GIB}
@@ -63,9 +63,9 @@ class MemoryEstimate:
 
 def weights_bytes(params: int, precision: str) -> int:
     """Bytes ``params`` weights take at ``precision``."""
-    if precision not in _BYTES:
-        raise SettingsError(f"Unknown precision {precision!r}: expected one of {', '.join(_BYTES)}.")
-    return int(params * _BYTES[precision])
+    if precision not in BYTES_PER_PRECISION:
+        raise SettingsError(f"Unknown precision {precision!r}: expected one of {', '.join(BYTES_PER_PRECISION)}.")
+    return int(params * BYTES_PER_PRECISION[precision])
 
 
 def estimate_memory(params: int, precision: str, backend: str = "jax", device: str = "cpu") -> MemoryEstimate:

@@ -8,6 +8,7 @@ accelerator's, or the RAM available) and raises before any weight is read.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -15,12 +16,11 @@ import pathlib
 from keras_gemma_app import catalogue
 from keras_gemma_app.errors import InsufficientMemoryError
 from keras_gemma_app.hardware import Machine, detect_machine, format_bytes, parse_memory
-from keras_gemma_app.memory_estimate import RUNTIME_BYTES, estimate_memory
+from keras_gemma_app.kaggle_cache import KaggleHandle
+from keras_gemma_app.memory_estimate import BYTES_PER_PRECISION, RUNTIME_BYTES, estimate_memory
 from keras_gemma_app.model_ref import ModelRef
 
 MEMORY_ENV = "KERAS_GEMMA_MEMORY"
-# Bytes per parameter of the weights as stored, by the dtype a config names.
-_STORED_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1, "int4": 0.5}
 
 
 def _dtype_name(value) -> str | None:
@@ -52,16 +52,16 @@ def params_in_directory(directory: str | os.PathLike) -> int | None:
             return None
         stored = config.get("torch_dtype") or config.get("dtype") or "float32"
         size = sum(file.stat().st_size for file in files)
-    return int(size / _STORED_BYTES.get(stored, 4))
+    return int(size / BYTES_PER_PRECISION.get(stored, 4))
 
 
 def model_params(ref: ModelRef, source: str) -> int | None:
     """Parameters of the model ``ref`` names (``source``: what it resolved to), or None if unknown."""
     entry = catalogue.find(ref.text)
     if entry is None and ref.kind == "kaggle":
-        without_version = ref.source.rsplit("/", 1)[0] if ref.source.rsplit("/", 1)[-1].isdigit() else ref.source
-        entry = next((e for e in catalogue.entries()
-                      if e.kaggle_handle and e.kaggle_handle.rsplit("/", 1)[0] == without_version), None)
+        wanted = dataclasses.replace(KaggleHandle.parse(ref.source), version=None)
+        entry = next((e for e in catalogue.entries() if e.kaggle_handle
+                      and dataclasses.replace(KaggleHandle.parse(e.kaggle_handle), version=None) == wanted), None)
     if entry is not None:
         return entry.params
     if os.path.isdir(source):

@@ -14,6 +14,11 @@ HF_HOST = "huggingface.co"
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
+def kaggle_endpoint_overridden() -> bool:
+    """Whether KAGGLE_API_ENDPOINT or KAGGLE_API_ENVIRONMENT points kagglehub somewhere else (no probe then)."""
+    return any(os.environ.get(name) for name in ("KAGGLE_API_ENDPOINT", "KAGGLE_API_ENVIRONMENT"))
+
+
 def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
     """Whether a TCP connection to ``host`` opens within ``timeout`` seconds.
 

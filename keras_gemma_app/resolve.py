@@ -8,13 +8,12 @@
 
 from __future__ import annotations
 
-import os
 
 from keras_gemma_app import bundled, gguf_cache
 from keras_gemma_app.errors import OfflineError
 from keras_gemma_app.kaggle_cache import KaggleHandle, cached_preset, describe_missing
 from keras_gemma_app.model_ref import ModelRef
-from keras_gemma_app.network import HF_HOST, KAGGLE_HOST, reachable
+from keras_gemma_app.network import HF_HOST, KAGGLE_HOST, kaggle_endpoint_overridden, reachable
 
 
 def needs_import(ref: ModelRef) -> bool:
@@ -70,7 +69,7 @@ def resolve_source(ref: ModelRef, *, offline: bool, registry: dict[str, dict], p
                 "Run once without --offline (with Kaggle credentials) to download it, "
                 "or choose a cached or local model."
             )
-        if not any(os.environ.get(name) for name in ("KAGGLE_API_ENDPOINT", "KAGGLE_API_ENVIRONMENT")):
+        if not kaggle_endpoint_overridden():
             _require_network(ref, KAGGLE_HOST)
     elif ref.kind == "hf" and not offline:
         _require_network(ref, HF_HOST)

@@ -176,12 +176,12 @@ class TorchGemma3:
 
     @staticmethod
     def _sliding(mask, window: int, index: int, length: int, cache_length: int):
+        """KerasHub's band triu(ones, 1 - W) * tril(ones, W - 1) at rows index.., as comparisons."""
         import torch
 
-        ones = torch.ones((cache_length, cache_length), dtype=torch.bool)
-        band = torch.triu(ones, -window + 1) * torch.tril(ones, window - 1)
-        band = band[index:index + length, :cache_length]
-        return torch.logical_and(mask > 0, band[None].to(torch.bool))
+        offset = torch.arange(cache_length)[None, :] - torch.arange(index, index + length)[:, None]
+        band = (offset >= 1 - window) & (offset <= window - 1)
+        return torch.logical_and(mask > 0, band[None])
 
     def _block(self, layer: _Layer, x, key_cache, value_cache, index, mask, no_attended, update_mask, cos, sin):
         import torch

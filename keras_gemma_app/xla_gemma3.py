@@ -54,6 +54,7 @@ class XlaGemma3:
     """
 
     uses_update_mask = True
+    xla_friendly = True
 
     def __init__(self, causal_lm):
         backbone = causal_lm.backbone
