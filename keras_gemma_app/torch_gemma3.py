@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_gemma_app import torch_packed
+
 
 def _rms_norm(x, scale, epsilon: float, dtype):
     import torch
@@ -45,15 +47,15 @@ class _Layer:
                                     if block.use_post_attention_norm else None)
         self.pre_ffw_norm = block.pre_ffw_norm.scale.value
         self.post_ffw_norm = block.post_ffw_norm.scale.value if block.use_post_ffw_norm else None
-        self.query = attention.query_dense.kernel.value
-        self.key = attention.key_dense.kernel.value
-        self.value = attention.value_dense.kernel.value
-        self.output = attention.output_dense.kernel.value
+        self.query = _float_kernel(attention.query_dense)
+        self.key = _float_kernel(attention.key_dense)
+        self.value = _float_kernel(attention.value_dense)
+        self.output = _float_kernel(attention.output_dense)
         self.query_norm = attention.query_norm.scale.value if attention.use_query_key_norm else None
         self.key_norm = attention.key_norm.scale.value if attention.use_query_key_norm else None
-        self.gating = block.gating_ffw.kernel.value
-        self.gating_2 = block.gating_ffw_2.kernel.value
-        self.linear = block.ffw_linear.kernel.value
+        self.gating = _float_kernel(block.gating_ffw)
+        self.gating_2 = _float_kernel(block.gating_ffw_2)
+        self.linear = _float_kernel(block.ffw_linear)
         self.num_query_heads = attention.num_query_heads
         self.num_key_value_heads = attention.num_key_value_heads
         self.head_dim = attention.head_dim
@@ -64,10 +66,28 @@ class _Layer:
             self.query_scale = 1 / np.sqrt(attention.head_dim)
         else:
             self.query_scale = 1 / np.sqrt(attention.hidden_dim // attention.num_query_heads)
+        # Quantized weights: projections through torch's packed int4/int8 kernels, with the
+        # query, key and value kernels in one product and both gates in another.
+        self.packed = any(torch_packed.quantization_mode(dense) for dense in
+                          (attention.query_dense, attention.key_dense, attention.value_dense,
+                           attention.output_dense, block.gating_ffw, block.gating_ffw_2, block.ffw_linear))
+        if self.packed:
+            q = torch_packed.dense_kernel(attention.query_dense)
+            k = torch_packed.dense_kernel(attention.key_dense)
+            v = torch_packed.dense_kernel(attention.value_dense)
+            self.qkv_split = (q.shape[0] * q.shape[2], k.shape[0] * k.shape[2], v.shape[0] * v.shape[2])
+            qkv = torch.cat([self._as_matrix(q), self._as_matrix(k), self._as_matrix(v)], dim=1)
+            self.qkv_2d = _projection(qkv, attention.query_dense, dtype)
+            o = torch_packed.dense_kernel(attention.output_dense)
+            self.output_2d = _projection(o.reshape(-1, o.shape[-1]), attention.output_dense, dtype)
+            gates = torch.cat([torch_packed.dense_kernel(block.gating_ffw),
+                               torch_packed.dense_kernel(block.gating_ffw_2)], dim=1)
+            self.gates_2d = _projection(gates, block.gating_ffw, dtype)
+            self.linear_2d = _projection(torch_packed.dense_kernel(block.ffw_linear), block.ffw_linear, dtype)
         # In float32 the projections run as (in, out) matrix products, about 7% faster than the
         # batched einsums, with the einsums' exact values (the tests hold this to KerasHub's
         # tokens). In bfloat16 they would round differently, so there the einsums stay.
-        self.matrices = dtype == torch.float32
+        self.matrices = dtype == torch.float32 and not self.packed
         if self.matrices:
             self.query_2d = self._as_matrix(self.query)
             self.key_2d = self._as_matrix(self.key)
@@ -98,6 +118,20 @@ class _Layer:
         return torch.cos(embedding).to(self.dtype), torch.sin(embedding).to(self.dtype)
 
 
+def _float_kernel(dense):
+    """The Keras variable of a float kernel; None for a quantized one (read by :mod:`torch_packed`)."""
+    return None if torch_packed.quantization_mode(dense) else dense.kernel.value
+
+
+def _projection(matrix, dense, dtype):
+    """``x @ matrix`` for the packed path: torch's int kernels when ``dense`` is quantized."""
+    mode = torch_packed.quantization_mode(dense)
+    if mode is None:
+        matrix = matrix.to(dtype).contiguous()
+        return lambda x: (x.reshape(-1, x.shape[-1]) @ matrix).reshape(*x.shape[:-1], matrix.shape[1])
+    return torch_packed.PackedLinear.from_matrix(matrix, mode, torch_packed.int4_block_size(dense))
+
+
 def _rope(x, cos, sin):
     """x: (b, t, heads, h); cos/sin: (t, h)."""
     import torch
@@ -123,7 +157,15 @@ class TorchGemma3:
         backbone = causal_lm.backbone
         self.causal_lm = causal_lm
         self.dtype = getattr(torch, str(causal_lm.compute_dtype))
-        self.embeddings = backbone.token_embedding.embeddings.value
+        self.embedding = backbone.token_embedding
+        embedding_mode = torch_packed.quantization_mode(self.embedding)
+        if embedding_mode is None:
+            self.embeddings = self.embedding.embeddings.value
+            self.lm_head = None
+        else:
+            self.embeddings = None
+            self.lm_head = torch_packed.PackedLinear.from_embedding(
+                self.embedding, embedding_mode, torch_packed.int4_block_size(self.embedding))
         self.logit_soft_cap = backbone.token_embedding.logit_soft_cap
         self.final_norm = backbone.layer_norm.scale.value
         self.final_epsilon = backbone.layer_norm.epsilon
@@ -152,7 +194,7 @@ class TorchGemma3:
         index = int(index)
         batch, length = token_ids.shape
         cache_length = cache[0][0].shape[1]
-        x = self.embeddings[token_ids.long()].to(self.dtype)
+        x = torch_packed.embedding_rows(self.embedding, token_ids.long(), self.dtype)
         x = x * torch.sqrt(torch.tensor(self.hidden_dim)).to(torch.float32).to(x.dtype)
         # The causal mask, merged with the padding mask (as merge_padding_and_attention_mask does).
         i = torch.arange(length, dtype=torch.float32)[:, None] + float(index)
@@ -191,7 +233,12 @@ class TorchGemma3:
         b, t, d = normalized.shape
         flat = normalized.reshape(b * t, d)
         kv_shape = (b, t, layer.num_key_value_heads, layer.head_dim)
-        if layer.matrices:
+        if layer.packed:
+            query, key_update, value_update = torch.split(layer.qkv_2d(flat), layer.qkv_split, dim=-1)
+            query = query.reshape(b, t, layer.num_query_heads, layer.head_dim)
+            key_update = key_update.reshape(kv_shape)
+            value_update = value_update.reshape(kv_shape)
+        elif layer.matrices:
             query = torch.matmul(flat, layer.query_2d).reshape(b, t, layer.num_query_heads, layer.head_dim)
             key_update = torch.matmul(flat, layer.key_2d).reshape(kv_shape)
             value_update = torch.matmul(flat, layer.value_2d).reshape(kv_shape)
@@ -229,12 +276,17 @@ class TorchGemma3:
         scores = torch.where(softmax_mask, scores, 0.0).to(logits_dtype)
         attended = torch.einsum("bkgts,bskh->btkgh", scores, value).reshape(b, t, layer.num_query_heads, h)
         attended = torch.where(no_attended, torch.zeros_like(attended), attended)
-        attention = torch.einsum("btnh,nhd->btd", attended, layer.output)
+        if layer.packed:
+            attention = layer.output_2d(attended.reshape(b, t, layer.num_query_heads * h))
+        else:
+            attention = torch.einsum("btnh,nhd->btd", attended, layer.output)
         if layer.post_attention_norm is not None:
             attention = _rms_norm(attention, layer.post_attention_norm, layer.epsilon, dtype)
         attention_x = x + attention
         normalized = _rms_norm(attention_x, layer.pre_ffw_norm, layer.epsilon, dtype)
-        if layer.matrices:
+        if layer.packed:
+            x1, x2 = torch.chunk(layer.gates_2d(normalized), 2, dim=-1)
+        elif layer.matrices:
             flat = normalized.reshape(b * t, d)
             x1 = torch.matmul(flat, layer.gating)
             x2 = torch.matmul(flat, layer.gating_2)
@@ -242,7 +294,9 @@ class TorchGemma3:
             x1 = torch.einsum("btd,df->btf", normalized, layer.gating)
             x2 = torch.einsum("btd,df->btf", normalized, layer.gating_2)
         hidden = torch.nn.functional.gelu(x1, approximate="tanh") * x2
-        if layer.matrices:
+        if layer.packed:
+            out = layer.linear_2d(hidden)
+        elif layer.matrices:
             out = torch.matmul(hidden.reshape(b * t, -1), layer.linear).reshape(b, t, d)
         else:
             out = torch.einsum("btf,fd->btd", hidden, layer.linear)
@@ -253,14 +307,18 @@ class TorchGemma3:
     def logits(self, hidden):
         import torch
 
-        logits = torch.matmul(hidden, torch.transpose(self.embeddings, 0, 1))
+        if self.lm_head is not None:
+            logits = self.lm_head(hidden)
+        else:
+            logits = torch.matmul(hidden, torch.transpose(self.embeddings, 0, 1))
         if self.logit_soft_cap is not None:
             logits = torch.tanh(logits / self.logit_soft_cap) * self.logit_soft_cap
         return logits
 
 
 def supports(causal_lm) -> bool:
-    """Whether :class:`TorchGemma3` can run ``causal_lm``: text Gemma 3, linear RoPE, float32 or bfloat16.
+    """Whether :class:`TorchGemma3` can run ``causal_lm``: text Gemma 3, linear RoPE, float32 or bfloat16,
+    weights float or quantized to int8/int4 by Keras.
 
     (float16 is left to KerasHub, which clips activations in that dtype.)
     """
@@ -273,7 +331,12 @@ def supports(causal_lm) -> bool:
         return False
     if str(causal_lm.compute_dtype) not in ("float32", "bfloat16"):
         return False
-    if any(getattr(v, "dtype", "") not in ("float32", "bfloat16") for v in backbone.weights):
-        return False
+    for layer in backbone._flatten_layers(include_self=False):
+        mode = getattr(layer, "quantization_mode", None)
+        if mode not in (None, "int8", "int4"):
+            return False
+        own = layer._trainable_variables + layer._non_trainable_variables
+        if mode is None and any(str(v.dtype) not in ("float32", "bfloat16") for v in own):
+            return False
     return all(block.attention.rope_layer.rope_type == "linear" for block in backbone.transformer_layers)
 

@@ -1,0 +1,193 @@
+"""Weight-only int4 and int8 projections through torch's packed CPU kernels.
+
+Keras stores a quantized ``EinsumDense`` kernel flattened to 2-D by a plain
+reshape (``[reduced dims, other dims]``), which for a multi-head query kernel
+``(heads, in, head_dim)`` does not group along the input features; and Keras
+computes the product by dequantizing the whole kernel first. Torch has CPU
+kernels that read packed 4- and 8-bit weights directly:
+``aten._weight_int4pack_mm_for_cpu`` (groups along the input features, a scale
+and a zero per group and output) and ``aten._weight_int8pack_mm`` (a scale per
+output). This module takes the values a Keras quantized layer stands for — its
+own dequantization, exactly — and re-packs them for those kernels, grouped
+along the real input features.
+
+For layers whose Keras groups already run along the input features (the
+feed-forward and output kernels, single-head keys and values, the tied
+embedding) the int4 values come back on the same 16-level grid, so nothing is
+lost; the multi-head query kernel is re-grouped, a second rounding.
+"""
+
+from __future__ import annotations
+
+# Rows re-packed at a time: bounds the float32 scratch for the 262k-row embedding.
+_CHUNK_ROWS = 16384
+# Group sizes the int4 kernel takes.
+INT4_GROUPS = (32, 64, 128, 256)
+
+
+def _unpack_int4(packed, columns: int):
+    """Keras's packing: two signed nibbles per byte along the last axis, low nibble first."""
+    import torch
+
+    packed = packed.to(torch.uint8)
+    low = (packed & 0x0F).to(torch.int8)
+    high = (packed >> 4).to(torch.int8)
+    low = torch.where(low > 7, low - 16, low)
+    high = torch.where(high > 7, high - 16, high)
+    both = torch.stack([low, high], dim=-1).reshape(*packed.shape[:-1], packed.shape[-1] * 2)
+    return both[..., :columns]
+
+
+def quantization_mode(layer) -> str | None:
+    """"int8", "int4" or None (float) for a Keras layer."""
+    mode = getattr(layer, "quantization_mode", None)
+    return mode if mode in ("int8", "int4") else None
+
+
+def int4_block_size(layer) -> int | None:
+    """The sub-channel group size of an int4 layer (None: one scale per output)."""
+    block = getattr(layer, "_int4_block_size", None)
+    return None if block in (None, -1) else int(block)
+
+
+def dense_kernel(layer):
+    """An ``EinsumDense`` kernel as float32, in its original shape: Keras's own dequantization."""
+    import torch
+
+    mode = quantization_mode(layer)
+    if mode is None:
+        return layer.kernel.value.to(torch.float32)
+    scale = layer.kernel_scale.value.to(torch.float32)
+    if mode == "int8":
+        return layer._kernel.value.to(torch.float32) / scale
+    columns = layer._int4_unpacked_column_size
+    values = _unpack_int4(layer._kernel.value, columns).to(torch.float32)
+    if int4_block_size(layer) is None:
+        flat = values / scale
+    else:
+        groups = layer.g_idx.value.to(torch.int64)
+        zero = layer.kernel_zero.value.to(torch.float32)
+        flat = (values - zero[groups]) * scale[groups]
+    return flat.reshape(tuple(layer.original_kernel_shape))
+
+
+def embedding_rows(layer, ids, dtype):
+    """Rows ``ids`` of a (possibly quantized) Keras embedding, dequantized as Keras does, in ``dtype``."""
+    import torch
+
+    mode = quantization_mode(layer)
+    if mode is None:
+        return layer.embeddings.value[ids].to(dtype)
+    scale = layer.embeddings_scale.value[ids].to(torch.float32)
+    if mode == "int8":
+        rows = layer._embeddings.value[ids].to(torch.float32) / scale[..., None]
+        return rows.to(dtype)
+    columns = layer.output_dim
+    values = _unpack_int4(layer._embeddings.value[ids], columns).to(torch.float32)
+    block = int4_block_size(layer)
+    if block is None:
+        rows = values / scale[..., None]
+    else:
+        groups = layer.g_idx.value.to(torch.int64)
+        zero = layer.embeddings_zero.value[ids].to(torch.float32)
+        rows = (values - zero[..., groups]) * scale[..., groups]
+    return rows.to(dtype)
+
+
+def _embedding_chunk(layer, start: int, stop: int):
+    import torch
+
+    return embedding_rows(layer, torch.arange(start, stop), torch.float32)
+
+
+class PackedLinear:
+    """``x @ W`` with ``W`` (in, out) held as packed int4 or int8 for torch's CPU kernels.
+
+    Built from float32 row blocks of ``W.T`` (out, in), so that a 262k-row
+    matrix never sits in float32 whole.
+    """
+
+    def __init__(self, mode: str, group: int | None, out_features: int, in_features: int, row_blocks):
+        import torch
+
+        # The kernels are fast with bfloat16 activations only (float32: 30x slower for int4 here).
+        dtype = torch.bfloat16
+        if mode not in ("int8", "int4"):
+            raise ValueError(f"Expected int8 or int4, received {mode!r}.")
+        self.mode = mode
+        self.dtype = dtype
+        self.out_features = out_features
+        self.in_features = in_features
+        packed, params = [], []
+        if mode == "int4":
+            self.group = group if group in INT4_GROUPS and in_features % group == 0 else _fallback_group(in_features)
+            for rows in row_blocks:
+                q, scale_zero = _int4_rows(rows, self.group)
+                packed.append(torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 2))
+                params.append(scale_zero)
+            self.weight = torch.cat(packed, dim=0)
+            # (groups, out, 2): scale and zero per group and output.
+            self.scale_zero = torch.cat(params, dim=1).to(dtype).contiguous()
+        else:
+            self.group = None
+            for rows in row_blocks:
+                scale = rows.abs().amax(dim=1).clamp(min=1e-12) / 127
+                packed.append(torch.clamp(torch.round(rows / scale[:, None]), -127, 127).to(torch.int8))
+                params.append(scale)
+            self.weight = torch.cat(packed, dim=0).contiguous()
+            self.scale = torch.cat(params).to(dtype)
+
+    def __call__(self, x):
+        """x: (..., in) -> (..., out), in x's dtype; the product runs in bfloat16."""
+        import torch
+
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1]).to(self.dtype).contiguous()
+        if self.mode == "int4":
+            out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, self.group, self.scale_zero)
+        else:
+            out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scale)
+        return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    @classmethod
+    def from_matrix(cls, matrix, mode: str, group: int | None):
+        """From a float (in, out) matrix."""
+        transposed = matrix.transpose(0, 1).contiguous()
+        out_features, in_features = transposed.shape
+        blocks = (transposed[i:i + _CHUNK_ROWS] for i in range(0, out_features, _CHUNK_ROWS))
+        return cls(mode, group, out_features, in_features, blocks)
+
+    @classmethod
+    def from_embedding(cls, layer, mode: str, group: int | None):
+        """The reverse projection of a Keras embedding: hidden (…, dim) -> logits (…, vocabulary)."""
+        vocabulary, dim = layer.input_dim, layer.output_dim
+        blocks = (_embedding_chunk(layer, i, min(i + _CHUNK_ROWS, vocabulary))
+                  for i in range(0, vocabulary, _CHUNK_ROWS))
+        return cls(mode, group, vocabulary, dim, blocks)
+
+    @property
+    def nbytes(self) -> int:
+        params = self.scale_zero if self.mode == "int4" else self.scale
+        return self.weight.numel() * self.weight.element_size() + params.numel() * params.element_size()
+
+
+def _fallback_group(in_features: int) -> int:
+    for group in (32, 64, 128, 256):
+        if in_features % group == 0:
+            return group
+    raise ValueError(f"Expected input features divisible by 32 for int4, received {in_features}.")
+
+
+def _int4_rows(rows, group: int):
+    """Asymmetric 4-bit codes (0..15) and (groups, rows, 2) scale/zero for ``(q - 8) * scale + zero``."""
+    import torch
+
+    n, k = rows.shape
+    grouped = rows.reshape(n, k // group, group)
+    low = grouped.amin(dim=-1)
+    high = grouped.amax(dim=-1)
+    scale = torch.clamp(high - low, min=1e-12) / 15
+    q = torch.clamp(torch.round((grouped - low[..., None]) / scale[..., None]), 0, 15)
+    zero = low + 8 * scale
+    scale_zero = torch.stack([scale, zero], dim=-1).transpose(0, 1)
+    return q.reshape(n, k).to(torch.int32), scale_zero
