@@ -31,6 +31,7 @@ _EXPORTS = {
     "Machine": "keras_gemma_app.hardware",
     "estimate_memory": "keras_gemma_app.memory_estimate",
     "pull": "keras_gemma_app.kaggle_download",
+    "save_quantized": "keras_gemma_app.quantized_preset",
     "cached_models": "keras_gemma_app.cache_inventory",
     "remove_cached": "keras_gemma_app.cache_inventory",
     # Samplers
@@ -52,6 +53,7 @@ _EXPORTS = {
     "OfflineError": "keras_gemma_app.errors",
     "InsufficientMemoryError": "keras_gemma_app.errors",
     "KaggleAccessError": "keras_gemma_app.errors",
+    "QuantizationError": "keras_gemma_app.errors",
 }
 
 __all__ = sorted(_EXPORTS)

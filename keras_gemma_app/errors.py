@@ -40,3 +40,7 @@ class InsufficientMemoryError(KerasGemmaError):
 
 class KaggleAccessError(KerasGemmaError):
     """Kaggle refused a download: no or wrong credentials, or a licence not accepted."""
+
+
+class QuantizationError(SettingsError):
+    """A quantization mode that does not apply to this model or backend."""

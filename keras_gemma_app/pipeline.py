@@ -114,6 +114,13 @@ class Pipeline:
         self._decode_text = sentencepiece_decoder(self.tokenizer)
 
     @property
+    def quantization(self) -> str | None:
+        """"int8" or "int4" when the weights are quantized, None for float weights."""
+        from keras_gemma_app.quantization import quantization_of
+
+        return quantization_of(self.causal_lm)
+
+    @property
     def preprocessor(self):
         """The KerasHub preprocessor (tokenizer + packer) of the model."""
         return self.causal_lm.preprocessor

@@ -57,9 +57,11 @@ def dense_kernel(layer):
     mode = quantization_mode(layer)
     if mode is None:
         return layer.kernel.value.to(torch.float32)
-    scale = layer.kernel_scale.value.to(torch.float32)
     if mode == "int8":
-        return layer._kernel.value.to(torch.float32) / scale
+        # Keras's int8 call divides by the scale laid out against the kernel's axes.
+        scale = layer._adjust_scale_for_dequant(layer.kernel_scale.value)
+        return layer._kernel.value.to(torch.float32) / scale.to(torch.float32)
+    scale = layer.kernel_scale.value.to(torch.float32)
     columns = layer._int4_unpacked_column_size
     values = _unpack_int4(layer._kernel.value, columns).to(torch.float32)
     if int4_block_size(layer) is None:

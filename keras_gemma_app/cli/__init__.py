@@ -28,6 +28,8 @@ VERBS = {
     "bench": "keras_gemma_app.cli.bench:bench",
     "import": "keras_gemma_app.cli.import_model:import_group",
     "export": "keras_gemma_app.cli.export:export",
+    "quantize": "keras_gemma_app.cli.quantize:quantize",
+    "eval": "keras_gemma_app.cli.eval_model:eval_model",
 }
 
 

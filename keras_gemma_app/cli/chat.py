@@ -153,15 +153,15 @@ def _read(prompt: str) -> str:
 @click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Longest reply, in tokens.")
 @sampler_options
 @quiet_option
-def chat(model, backend, dtype, offline, force, system, template, max_new_tokens, sampler_flags, quiet):
+def chat(model, backend, dtype, quantize, offline, force, system, template, max_new_tokens, sampler_flags, quiet):
     """Talk with a model: streaming replies, history, /commands (/help lists them)."""
     sampler = sampler_from_flags(sampler_flags)
     options = {("name" if k == "sampler_name" else k): v for k, v in sampler_flags.items() if v is not None}
     if max_new_tokens < 1:
         raise KerasGemmaError(f"--max-new-tokens must be >= 1, but is {max_new_tokens}.")
-    ref, chosen = check_model_options(model, backend, dtype)
+    ref, chosen = check_model_options(model, backend, dtype, quantize)
     console = stderr_console(quiet)
-    pipe, _ = load_model(console, ref, chosen, dtype=dtype, offline=offline, force=force)
+    pipe, _ = load_model(console, ref, chosen, dtype=dtype, quantize=quantize, offline=offline, force=force)
     conversation = pipe.chat(system=system, sampler=sampler, max_new_tokens=max_new_tokens, template=template)
     session = Session(conversation, options, stderr_console())
     console.print(f"Chatting with {ref.text} on {chosen} ({conversation.template} turns). /help for commands, /bye to leave.")

@@ -65,7 +65,7 @@ def collect_prompts(arguments: tuple[str, ...], prompts_file) -> list[str]:
               help="Print tokens as they come [default: when stdout is a terminal and there is one prompt].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
 @quiet_option
-def generate(prompts, model, backend, dtype, offline, force, prompts_file, max_new_tokens, sampler_flags,
+def generate(prompts, model, backend, dtype, quantize, offline, force, prompts_file, max_new_tokens, sampler_flags,
              stop_token_ids, stop_strings, system, template, raw, fim_prefix, fim_suffix, stream, as_json, quiet):
     """Complete PROMPTS and print only the completions on stdout.
 
@@ -87,10 +87,10 @@ def generate(prompts, model, backend, dtype, offline, force, prompts_file, max_n
     sampler = sampler_from_flags(sampler_flags)
     if max_new_tokens < 1:
         raise SettingsError(f"--max-new-tokens must be >= 1, but is {max_new_tokens}.")
-    ref, chosen = check_model_options(model, backend, dtype)
+    ref, chosen = check_model_options(model, backend, dtype, quantize)
 
     console = stderr_console(quiet)
-    pipe, load_seconds = load_model(console, ref, chosen, dtype=dtype, sampler=sampler, offline=offline,
+    pipe, load_seconds = load_model(console, ref, chosen, dtype=dtype, quantize=quantize, sampler=sampler, offline=offline,
                                     template=template, force=force)
     options = dict(max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids, stop=stop_strings,
                    system=system, raw=raw or fim)

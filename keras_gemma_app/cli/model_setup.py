@@ -7,13 +7,16 @@ import time
 from keras_gemma_app.backend import requested_backend
 from keras_gemma_app.cli.console import progress_bar, status
 from keras_gemma_app.loading import check_dtype
+from keras_gemma_app.quantization import check_quantize
 from keras_gemma_app.model_ref import ModelRef, model_or_default, parse_model
 
 
-def check_model_options(model: str | None, backend: str | None, dtype: str | None) -> tuple[ModelRef, str]:
-    """Validates -m/--backend/--dtype before anything slow; returns (model, backend)."""
+def check_model_options(model: str | None, backend: str | None, dtype: str | None,
+                        quantize: str | None = None) -> tuple[ModelRef, str]:
+    """Validates -m/--backend/--dtype/--quantize before anything slow; returns (model, backend)."""
     ref = parse_model(model_or_default(model))
     check_dtype(dtype)
+    check_quantize(quantize)
     return ref, requested_backend(backend)
 
 
@@ -34,7 +37,10 @@ def load_model(console, ref: ModelRef, backend: str, **options):
     from keras_gemma_app.loading import load
 
     prepare_model(console, ref)
-    with status(console, f"Loading {ref.text} on {backend}…"):
+    doing = f"Loading {ref.text} on {backend}"
+    if options.get("quantize"):
+        doing += f" and quantizing it to {options['quantize']} (about a minute for 270M parameters)"
+    with status(console, doing + "…"):
         start = time.perf_counter()
         pipe = load(ref.text, backend=backend, **options)
     return pipe, time.perf_counter() - start

@@ -8,6 +8,7 @@ import click
 
 from keras_gemma_app.backend import BACKENDS
 from keras_gemma_app.loading import DTYPES
+from keras_gemma_app.quantization import QUANTIZE_MODES
 from keras_gemma_app.model_ref import DEFAULT_MODEL, MODEL_ENV
 from keras_gemma_app.samplers import SAMPLERS
 
@@ -24,7 +25,7 @@ def _stack(*decorators):
 
 
 def model_options(function):
-    """-m/--model, --backend, --dtype, --offline and --force."""
+    """-m/--model, --backend, --dtype, --quantize, --offline and --force."""
     return _stack(
         click.option("-m", "--model", default=None, metavar="MODEL",
                      help=f"Preset name, kaggle://… or hf://… handle, local directory or .gguf file "
@@ -33,6 +34,9 @@ def model_options(function):
                      help="Keras backend [default: $KERAS_BACKEND, else jax]."),
         click.option("--dtype", type=click.Choice(DTYPES), default=None,
                      help="Compute dtype [default: the preset's]."),
+        click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default=None,
+                     help="Quantize the weights after loading (about a minute for 270M; "
+                          "`keras-gemma quantize` saves a quantized copy that loads directly)."),
         click.option("--offline", is_flag=True, default=None,
                      help="Never use the network; fail clearly if the model is not cached "
                           "[default: $KERAS_GEMMA_OFFLINE]."),
