@@ -39,6 +39,8 @@ class BenchSettings:
         model: anything :func:`keras_gemma_app.load` takes.
         backends: backends to run, each in its own process.
         dtype: float32, bfloat16 or float16; None keeps KerasHub's default (float32).
+        quantize: "int8" or "int4" to quantize after loading (a quantized preset
+            needs none: it loads quantized).
         prompt_tokens: prompt lengths in tokens (``<bos>`` included).
         new_tokens: tokens generated per run.
         batch: batch sizes.
@@ -52,6 +54,7 @@ class BenchSettings:
     model: str
     backends: tuple[str, ...] = BACKENDS
     dtype: str | None = None
+    quantize: str | None = None
     prompt_tokens: tuple[int, ...] = (16,)
     new_tokens: int = 64
     batch: tuple[int, ...] = (1,)
@@ -63,11 +66,13 @@ class BenchSettings:
     def check(self) -> "BenchSettings":
         """Raises SettingsError for values out of range; returns self."""
         from keras_gemma_app.loading import check_dtype
+        from keras_gemma_app.quantization import check_quantize
 
         unknown = [b for b in self.backends if b not in BACKENDS]
         if unknown or not self.backends:
             raise SettingsError(f"Expected backends among {', '.join(BACKENDS)}, received {', '.join(self.backends) or 'none'}.")
         check_dtype(self.dtype)
+        check_quantize(self.quantize)
         for name, values in (("prompt tokens", self.prompt_tokens), ("batch sizes", self.batch)):
             if not values or any(v < 1 for v in values):
                 raise SettingsError(f"Expected {name} >= 1, received {', '.join(map(str, values)) or 'none'}.")
@@ -150,7 +155,7 @@ def run_bench(settings: BenchSettings, on_start=None) -> dict:
     settings.check()
     gguf = llama_gguf(settings) if "llama.cpp" in settings.baselines else None
     engines = [ENGINE] + (["keras-hub"] if "keras-hub" in settings.baselines else [])
-    common = {"model": settings.model, "dtype": settings.dtype, "prompt_tokens": list(settings.prompt_tokens),
+    common = {"model": settings.model, "dtype": settings.dtype, "quantize": settings.quantize, "prompt_tokens": list(settings.prompt_tokens),
               "new_tokens": settings.new_tokens, "batch": list(settings.batch), "runs": settings.runs,
               "force": settings.force}
     results, errors = [], []
@@ -180,7 +185,7 @@ def run_bench(settings: BenchSettings, on_start=None) -> dict:
 def speedups(report: dict) -> dict[tuple, float]:
     """(backend, dtype, batch, prompt_tokens) -> the app's decode speed over keras-hub's, where both ran."""
     def key(r):
-        return r["backend"], r["dtype"], r["batch"], r["prompt_tokens"]
+        return r["backend"], r["dtype"], r["batch"], r["prompt_tokens"], r.get("quantize")
 
     hub = {key(r): r["decode_tok_s"] for r in report["results"] if r["engine"] == "keras-hub"}
     return {key(r): r["decode_tok_s"] / hub[key(r)] for r in report["results"]

@@ -8,7 +8,7 @@ from keras_gemma_app.errors import SettingsError
 def _label(result: dict) -> str:
     engine = result["engine"]
     where = result["backend"] or "cpu"
-    dtype = f" {result['dtype']}" if result["dtype"] else ""
+    dtype = "".join(f" {result[key]}" for key in ("dtype", "quantize") if result.get(key))
     return f"{engine} · {where}{dtype}"
 
 

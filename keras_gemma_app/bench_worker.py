@@ -146,7 +146,8 @@ def run(settings: dict) -> list[dict]:
 
         torch.set_num_threads(os.cpu_count() or 1)
     start = time.perf_counter()
-    pipe = kga.load(settings["model"], dtype=settings["dtype"], force=settings.get("force", False))
+    pipe = kga.load(settings["model"], dtype=settings["dtype"], quantize=settings.get("quantize"),
+                    force=settings.get("force", False))
     load_s = time.perf_counter() - start
     results = []
     for batch in settings["batch"]:
@@ -158,7 +159,7 @@ def run(settings: dict) -> list[dict]:
                 speed, slowest, fastest = _spread(measured["speeds"])
                 results.append({
                     "engine": engine, "backend": backend, "dtype": str(pipe.causal_lm.compute_dtype),
-                    "quantize": None, "batch": batch, "prompt_tokens": length,
+                    "quantize": pipe.quantization, "batch": batch, "prompt_tokens": length,
                     "new_tokens": settings["new_tokens"], "import_s": import_s, "load_s": load_s,
                     "first_call_s": measured["first_call_s"], "ttft_ms": 1000 * ttft,
                     "decode_tok_s": speed, "decode_tok_s_min": slowest, "decode_tok_s_max": fastest,

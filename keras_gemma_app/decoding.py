@@ -200,10 +200,12 @@ def _model_adapter(causal_lm):
 
         if torch_gemma3.supports(causal_lm):
             return torch_gemma3.TorchGemma3(causal_lm)
-    if keras.config.backend() == "tensorflow":
+    if keras.config.backend() in ("tensorflow", "jax"):
         from keras_gemma_app import xla_gemma3
 
-        if xla_gemma3.supports(causal_lm):
+        # Quantized weights on both; float32 on TensorFlow (JAX compiles KerasHub's own layers well).
+        if xla_gemma3.supports(causal_lm, quantized=True) or (
+                keras.config.backend() == "tensorflow" and xla_gemma3.supports(causal_lm)):
             return xla_gemma3.XlaGemma3(causal_lm)
     if isinstance(causal_lm, keras_hub.models.Gemma3CausalLM):
         return _Gemma3Text(causal_lm)

@@ -48,8 +48,11 @@ def _load_causal_lm(ref: ModelRef, dtype: str | None, offline: bool, progress=No
 
     if ref.kind == "preset":
         check_preset_name(ref.source, BUILTIN_PRESETS)
-    # KerasHub casts a preset to Keras's default float type unless told otherwise.
-    precision = dtype or keras.config.floatx()
+    from keras_gemma_app.memory_guard import stored_quantization
+
+    # KerasHub casts a preset to Keras's default float type unless told otherwise;
+    # a preset saved quantized stays so.
+    precision = (ref.kind == "local" and stored_quantization(ref.source)) or dtype or keras.config.floatx()
     if not force:
         # Before any download: catalogue models and local directories have a known size.
         check_fits(ref, ref.source, precision, keras.config.backend())
@@ -57,6 +60,13 @@ def _load_causal_lm(ref: ModelRef, dtype: str | None, offline: bool, progress=No
     if not force and ref.kind == "gguf":
         check_fits(ref, source, precision, keras.config.backend())
     kwargs = {"dtype": dtype} if dtype else {}
+    if dtype:
+        from keras_gemma_app.quantized_preset import dtype_policy_for
+
+        # A quantized preset takes the dtype through its policy map.
+        policy = dtype_policy_for(source, dtype)
+        if policy is not None:
+            kwargs["dtype"] = policy
     try:
         causal_lm = keras_hub.models.CausalLM.from_preset(source, **kwargs)
     except (FileNotFoundError, ValueError, OSError) as error:

@@ -39,12 +39,22 @@ def _read_json(path: pathlib.Path) -> dict:
     return loaded if isinstance(loaded, dict) else {}
 
 
+def stored_quantization(directory: str | os.PathLike) -> str | None:
+    """"int8" or "int4" when ``directory`` holds a preset saved quantized (int4 if it mixes both)."""
+    dtype = _read_json(pathlib.Path(directory) / "config.json").get("config", {}).get("dtype")
+    if not (isinstance(dtype, dict) and "DTypePolicyMap" in str(dtype.get("class_name"))):
+        return None
+    policies = (dtype.get("config") or {}).get("policy_map") or {}
+    modes = {str(p.get("config", {}).get("mode", "")).split("/")[0] for p in policies.values() if isinstance(p, dict)}
+    return next((mode for mode in ("int4", "int8") if mode in modes), None)
+
+
 def params_in_directory(directory: str | os.PathLike) -> int | None:
     """Parameters of the preset or checkpoint in ``directory``, from its weight files' size."""
     path = pathlib.Path(directory)
     config = _read_json(path / "config.json")
     if (path / "model.weights.h5").is_file():
-        stored = _dtype_name(config.get("config", {}).get("dtype")) or "float32"
+        stored = stored_quantization(path) or _dtype_name(config.get("config", {}).get("dtype")) or "float32"
         size = (path / "model.weights.h5").stat().st_size
     else:
         files = list(path.glob("*.safetensors"))

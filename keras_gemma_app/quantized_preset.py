@@ -1,17 +1,62 @@
-"""Saving a quantized model as a Keras-native preset that loads with no quantizing at start."""
+"""Saving a quantized model as a Keras-native preset that loads with no quantizing at start.
+
+Keras saves a quantized backbone's dtype as a ``DTypePolicyMap`` whose
+policies name no float type, so the preset would load computing in float32
+whatever it was quantized in; and KerasHub's ``from_preset(dtype=...)``
+replaces the map with a plain policy, which then fails to load the int
+weights. Here the compute dtype is written into the map on saving, and a
+requested dtype is applied to the map (each policy's source type) on loading.
+"""
 
 from __future__ import annotations
 
+import copy
+import json
 import pathlib
 
 from keras_gemma_app.atomic_dir import staged_directory
 from keras_gemma_app.quantization import check_quantize, quantization_of
 
 
+def _with_compute_dtype(config: dict, dtype: str) -> dict:
+    """A backbone config whose ``DTypePolicyMap`` computes in ``dtype``."""
+    config = copy.deepcopy(config)
+    policy = config["config"]["dtype"]["config"]
+    policy["default_policy"] = dtype
+    for entry in policy["policy_map"].values():
+        entry["config"]["source_name"] = dtype
+    return config
+
+
+def _quantized_config(preset_dir) -> dict | None:
+    path = pathlib.Path(preset_dir) / "config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    dtype = config.get("config", {}).get("dtype")
+    if isinstance(dtype, dict) and "DTypePolicyMap" in dtype.get("class_name", ""):
+        return config
+    return None
+
+
+def dtype_policy_for(preset_dir, dtype: str):
+    """The dtype to pass ``from_preset`` to run a quantized preset in ``dtype``; None if not quantized."""
+    import keras
+
+    config = _quantized_config(preset_dir)
+    if config is None:
+        return None
+    return keras.saving.deserialize_keras_object(_with_compute_dtype(config, dtype)["config"]["dtype"])
+
+
 def save_quantized_pipeline(pipe, out_dir, *, force: bool = False) -> pathlib.Path:
     """Writes a loaded, quantized pipeline's model to ``out_dir`` (config, weights, tokenizer)."""
+    dtype = str(pipe.causal_lm.compute_dtype)
     with staged_directory(out_dir, force=force, purpose="quantizing") as staged:
         pipe.causal_lm.save_to_preset(str(staged))
+        config = _quantized_config(staged)
+        if config is not None:
+            (staged / "config.json").write_text(json.dumps(_with_compute_dtype(config, dtype), indent=4))
     return pathlib.Path(out_dir)
 
 

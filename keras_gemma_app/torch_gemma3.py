@@ -17,9 +17,15 @@ greedy tokens on the real model in float32 and bfloat16.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from keras_gemma_app import torch_packed
+
+
+# Set to 1 to run each decoder block through torch.compile.
+COMPILE_ENV = "KERAS_GEMMA_TORCH_COMPILE"
 
 
 def _rms_norm(x, scale, epsilon: float, dtype):
@@ -63,9 +69,9 @@ class _Layer:
         self.logit_soft_cap = attention.logit_soft_cap
         self.sliding_window = attention.sliding_window_size if attention.use_sliding_window_attention else None
         if attention.query_head_dim_normalize:
-            self.query_scale = 1 / np.sqrt(attention.head_dim)
+            self.query_scale = float(1 / np.sqrt(attention.head_dim))
         else:
-            self.query_scale = 1 / np.sqrt(attention.hidden_dim // attention.num_query_heads)
+            self.query_scale = float(1 / np.sqrt(attention.hidden_dim // attention.num_query_heads))
         # Quantized weights: projections through torch's packed int4/int8 kernels, with the
         # query, key and value kernels in one product and both gates in another.
         self.packed = any(torch_packed.quantization_mode(dense) for dense in
@@ -172,6 +178,10 @@ class TorchGemma3:
         self.hidden_dim = backbone.hidden_dim
         self.layers = [_Layer(block, self.dtype) for block in backbone.transformer_layers]
         self._tables: dict[tuple, tuple] = {}
+        if os.environ.get(COMPILE_ENV) == "1":
+            # One compiled decoder block for every layer and length (about 10 s per new
+            # shape class on 2 cores): worth it for long generations, not for one short reply.
+            self._block = torch.compile(self._block, dynamic=True)
 
     def empty_cache(self, batch: int, length: int):
         import torch

@@ -83,6 +83,10 @@ class Recommendation:
     precision: str = PRECISION
 
 
+# Quantization levels tried, in order, when nothing fits at PRECISION.
+QUANTIZED_FALLBACK = ("int8", "int4")
+
+
 def usable_memory(memory_bytes: int) -> int:
     """The part of ``memory_bytes`` a model may take: all but 10%, and at least 1 GiB, is kept free."""
     return int(memory_bytes - max(GIB, 0.1 * memory_bytes))
@@ -163,6 +167,16 @@ def recommend(
         smallest = min(choices, key=lambda choice: choice.memory.total_bytes)
         why = (f"Nothing for {TASKS[task].description} fits in {format_bytes(usable)}: the smallest, "
                f"{smallest.entry.name}, needs about {format_bytes(smallest.memory.total_bytes)} at {PRECISION}.")
+        # Quantized weights, when nothing fits at 16 bits: int8 first, then int4.
+        for mode in QUANTIZED_FALLBACK:
+            quantized = [Choice(entry, estimate_memory(entry.params, mode, backend, device)) for entry in ordered]
+            fits = [choice for choice in quantized if choice.memory.total_bytes <= usable]
+            if fits:
+                pick = fits[0]
+                why = (f"{why[:-1]}; quantized to {mode}, {pick.entry.name} needs about "
+                       f"{format_bytes(pick.memory.total_bytes)}. Quantized weights cost quality: "
+                       f"measure it with keras-gemma eval.")
+                return Recommendation(pick=pick, why=why, alternatives=tuple(fits[1:5]), precision=mode, **common)
         return Recommendation(pick=None, why=why, alternatives=(), **common)
     pick = fitting[0]
     return Recommendation(pick=pick, why=_why(task, pick, choices, usable), alternatives=tuple(fitting[1:5]),

@@ -10,6 +10,10 @@ float32 steps on TensorFlow about 25% faster than KerasHub's own.
 Otherwise it is KerasHub's ``Gemma3Backbone`` computation (text, with a
 key/value cache), op for op, on the Keras variables themselves. A test holds it
 to KerasHub's greedy tokens on the real model.
+
+Weights quantized by Keras (int8, int4) are dequantized inside the compiled
+step, weights only: Keras's own int8 layers also round every activation to
+8 bits and multiply int8 by int8, which XLA runs at under 1 GB/s on a CPU.
 """
 
 from __future__ import annotations
@@ -46,6 +50,74 @@ def _rope(x, positions, wavelength: float, scaling: float, dtype):
     return (x * cos) + (half * sin)
 
 
+def _mode(layer):
+    mode = getattr(layer, "quantization_mode", None)
+    return mode if mode in ("int8", "int4") else None
+
+
+def _unpacked(layer, packed, columns):
+    from keras.quantizers import unpack_int4
+
+    return unpack_int4(packed, columns, axis=-1, dtype="int8")
+
+
+def _dense_kernel(dense, dtype):
+    """A dense layer's kernel in ``dtype``: Keras's dequantization for int8/int4 layers."""
+    from keras import ops
+
+    mode = _mode(dense)
+    if mode is None:
+        return dense.kernel
+    if mode == "int8":
+        scale = dense._adjust_scale_for_dequant(dense.kernel_scale)
+        return ops.cast(ops.divide(ops.cast(dense._kernel, "float32"), ops.cast(scale, "float32")), dtype)
+    values = ops.cast(_unpacked(dense, dense._kernel, dense._int4_unpacked_column_size), "float32")
+    scale = ops.cast(dense.kernel_scale, "float32")
+    if getattr(dense, "_int4_block_size", None) in (None, -1):
+        flat = values / scale
+    else:
+        groups = ops.cast(dense.g_idx, "int32")
+        zero = ops.cast(ops.take(dense.kernel_zero, groups, axis=0), "float32")
+        flat = (values - zero) * ops.take(scale, groups, axis=0)
+    return ops.reshape(ops.cast(flat, dtype), tuple(dense.original_kernel_shape))
+
+
+def _embedding_rows(embedding, token_ids, dtype):
+    from keras import ops
+
+    mode = _mode(embedding)
+    if mode is None:
+        return ops.cast(ops.take(embedding.embeddings, token_ids, axis=0), dtype)
+    scale = ops.cast(ops.take(embedding.embeddings_scale, token_ids, axis=0), "float32")
+    rows = ops.take(embedding._embeddings, token_ids, axis=0)
+    if mode == "int8":
+        return ops.cast(ops.cast(rows, "float32") / scale[..., None], dtype)
+    values = ops.cast(_unpacked(embedding, rows, embedding.output_dim), "float32")
+    if getattr(embedding, "_int4_block_size", None) in (None, -1):
+        return ops.cast(values / scale[..., None], dtype)
+    groups = ops.cast(embedding.g_idx, "int32")
+    zero = ops.cast(ops.take(ops.take(embedding.embeddings_zero, token_ids, axis=0), groups, axis=-1), "float32")
+    return ops.cast((values - zero) * ops.take(scale, groups, axis=-1), dtype)
+
+
+def _embedding_logits(embedding, hidden, dtype):
+    """``hidden @ embeddings.T`` with a quantized embedding table, then the soft cap."""
+    from keras import ops
+
+    mode = _mode(embedding)
+    if mode == "int8":
+        # One scale per vocabulary row: divide after the product.
+        logits = ops.matmul(hidden, ops.transpose(ops.cast(embedding._embeddings, dtype)))
+        logits = ops.cast(logits, "float32") / ops.cast(embedding.embeddings_scale, "float32")
+    else:
+        table = _embedding_rows(embedding, ops.arange(embedding.input_dim), dtype)
+        logits = ops.cast(ops.matmul(hidden, ops.transpose(table)), "float32")
+    cap = embedding.logit_soft_cap
+    if cap is not None:
+        logits = ops.tanh(logits / cap) * cap
+    return ops.cast(logits, dtype)
+
+
 class XlaGemma3:
     """A cached forward pass of a KerasHub ``Gemma3CausalLM`` (text) in keras ops, XLA-friendly.
 
@@ -76,7 +148,7 @@ class XlaGemma3:
         backbone = self.backbone
         batch, length = ops.shape(token_ids)[0], token_ids.shape[1]
         cache_length = cache[0][0].shape[1]
-        x = ops.cast(ops.take(backbone.token_embedding.embeddings, ops.cast(token_ids, "int32"), axis=0), self.dtype)
+        x = _embedding_rows(backbone.token_embedding, ops.cast(token_ids, "int32"), self.dtype)
         x = x * ops.cast(ops.sqrt(backbone.hidden_dim), x.dtype)
         positions = ops.arange(length, dtype="float32") + ops.cast(index, "float32")
         keys = ops.arange(cache_length, dtype="float32")
@@ -123,15 +195,15 @@ class XlaGemma3:
         wavelength = float(attention.rope_layer.max_wavelength)
         scaling = float(attention.rope_layer.scaling_factor)
         normalized = _rms_norm(x, block.pre_attention_norm.scale, epsilon, dtype)
-        query = ops.einsum("btd,ndh->btnh", normalized, attention.query_dense.kernel)
+        query = ops.einsum("btd,ndh->btnh", normalized, _dense_kernel(attention.query_dense, dtype))
         if attention.use_query_key_norm:
             query = _rms_norm(query, attention.query_norm.scale, epsilon, dtype)
         query = _rope(query, positions, wavelength, scaling, dtype)
-        key_update = ops.einsum("bsd,kdh->bskh", normalized, attention.key_dense.kernel)
+        key_update = ops.einsum("bsd,kdh->bskh", normalized, _dense_kernel(attention.key_dense, dtype))
         if attention.use_query_key_norm:
             key_update = _rms_norm(key_update, attention.key_norm.scale, epsilon, dtype)
         key_update = _rope(key_update, positions, wavelength, scaling, dtype)
-        value_update = ops.einsum("bsd,kdh->bskh", normalized, attention.value_dense.kernel)
+        value_update = ops.einsum("bsd,kdh->bskh", normalized, _dense_kernel(attention.value_dense, dtype))
         key = self._write(key_cache, key_update, index, update_mask)
         value = self._write(value_cache, value_update, index, update_mask)
 
@@ -152,31 +224,43 @@ class XlaGemma3:
         scores = ops.cast(ops.where(softmax_mask, scores, 0.0), logits.dtype)
         attended = ops.reshape(ops.einsum("bkgts,bskh->btkgh", scores, value), (b, t, attention.num_query_heads, h))
         attended = ops.where(no_attended, ops.zeros_like(attended), attended)
-        out = ops.einsum("btnh,nhd->btd", attended, attention.output_dense.kernel)
+        out = ops.einsum("btnh,nhd->btd", attended, _dense_kernel(attention.output_dense, dtype))
         if block.use_post_attention_norm:
             out = _rms_norm(out, block.post_attention_norm.scale, epsilon, dtype)
         attention_x = x + out
         normalized = _rms_norm(attention_x, block.pre_ffw_norm.scale, epsilon, dtype)
-        x1 = ops.einsum("btd,df->btf", normalized, block.gating_ffw.kernel)
-        x2 = ops.einsum("btd,df->btf", normalized, block.gating_ffw_2.kernel)
+        x1 = ops.einsum("btd,df->btf", normalized, _dense_kernel(block.gating_ffw, dtype))
+        x2 = ops.einsum("btd,df->btf", normalized, _dense_kernel(block.gating_ffw_2, dtype))
         hidden = ops.gelu(x1, approximate=True) * x2
-        out = ops.einsum("btf,fd->btd", hidden, block.ffw_linear.kernel)
+        out = ops.einsum("btf,fd->btd", hidden, _dense_kernel(block.ffw_linear, dtype))
         if block.use_post_ffw_norm:
             out = _rms_norm(out, block.post_ffw_norm.scale, epsilon, dtype)
         return out + attention_x, (key, value)
 
     def logits(self, hidden):
-        return self.backbone.token_embedding(hidden, reverse=True)
+        embedding = self.backbone.token_embedding
+        if _mode(embedding) is None:
+            return embedding(hidden, reverse=True)
+        return _embedding_logits(embedding, hidden, self.dtype)
 
 
-def supports(causal_lm) -> bool:
-    """Whether :class:`XlaGemma3` mirrors ``causal_lm``: text Gemma 3, linear RoPE, float32."""
+def supports(causal_lm, quantized: bool = False) -> bool:
+    """Whether :class:`XlaGemma3` mirrors ``causal_lm``: text Gemma 3, linear RoPE, float32
+    (or, with ``quantized``, int8/int4 weights in float32 or bfloat16)."""
     import keras_hub
 
     if type(causal_lm) is not keras_hub.models.Gemma3CausalLM:
         return False
     backbone = causal_lm.backbone
-    if getattr(backbone, "vision_encoder", None) is not None or str(causal_lm.compute_dtype) != "float32":
+    if getattr(backbone, "vision_encoder", None) is not None:
+        return False
+    modes = {getattr(layer, "quantization_mode", None) for layer in backbone._flatten_layers(include_self=False)}
+    if quantized:
+        if not modes - {None} or not modes <= {None, "int8", "int4"}:
+            return False
+        if str(causal_lm.compute_dtype) not in ("float32", "bfloat16"):
+            return False
+    elif modes != {None} or str(causal_lm.compute_dtype) != "float32":
         return False
     return all(block.attention.rope_layer.rope_type == "linear" and not block.use_bidirectional_attention
                for block in backbone.transformer_layers)

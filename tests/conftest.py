@@ -140,3 +140,21 @@ def tiny_preset_files(tiny_preset) -> dict[str, bytes]:
     """The tiny preset's files, as a Kaggle model version would serve them."""
     return {str(path.relative_to(tiny_preset)): path.read_bytes()
             for path in sorted(tiny_preset.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="session")
+def real_quantized(real_preset, tmp_path_factory) -> dict:
+    """The real model quantized in this process (bfloat16 compute) and saved, per mode.
+
+    Returns {mode: (preset directory, greedy token ids before saving)}.
+    """
+    from keras_gemma_app.quantized_preset import save_quantized_pipeline
+
+    out = tmp_path_factory.mktemp("quantized")
+    presets = {}
+    for mode in ("int8", "int4"):
+        pipe = kga.load(str(real_preset), dtype="bfloat16", quantize=mode)
+        tokens = pipe.completions("The capital of France is", max_new_tokens=16)[0].token_ids
+        presets[mode] = (save_quantized_pipeline(pipe, out / f"gemma3_270m_{mode}"), tokens)
+        del pipe
+    return presets

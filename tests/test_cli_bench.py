@@ -65,7 +65,7 @@ def test_speedups_pair_each_app_result_with_keras_hub():
         {**row, "engine": "keras-hub", "decode_tok_s": 20.0},
         {**row, "backend": "torch", "engine": "keras-gemma-app", "decode_tok_s": 9.0},
     ]}
-    assert speedups(report) == {("jax", "float32", 1, 16): 1.5}
+    assert speedups(report) == {("jax", "float32", 1, 16, None): 1.5}
 
 
 def test_agreement_notices_a_backend_that_differs():

@@ -43,3 +43,10 @@ def test_bad_memory_is_a_one_line_error():
     result = CliRunner().invoke(main, ["recommend", "--memory", "8XB"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "Error: Expected an amount of memory such as 8GB, 16GB or 512MB, received '8XB'."
+
+
+def test_a_quantized_pick_says_how_to_run_it():
+    result = CliRunner().invoke(main, ["recommend", "--task", "vision", "--memory", "8GB", "--device", "gpu"])
+    assert result.exit_code == 0, result.output
+    assert "quantized to int8" in result.stdout
+    assert "--dtype bfloat16 --quantize int8" in result.stdout

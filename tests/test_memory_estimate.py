@@ -14,7 +14,7 @@ MEASURE = """
 import json, sys
 import keras_gemma_app as kga
 kga.use_backend(sys.argv[1])
-pipe = kga.load(sys.argv[2], dtype=sys.argv[3])
+pipe = kga.load(sys.argv[2], dtype=None if sys.argv[3] == "-" else sys.argv[3])
 pipe.generate("The capital of France is", max_new_tokens=4)
 rss = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmRSS"))
 print(json.dumps({"rss": rss}))
@@ -32,10 +32,22 @@ def test_estimate_is_within_ten_percent_of_the_real_model_resident_memory(real_p
         f"{backend_name} {dtype}: estimated {estimated / GIB:.2f} GiB, measured {measured / GIB:.2f} GiB")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend_name", ["jax", "tensorflow", "torch"])
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_quantized_estimate_is_within_ten_percent(real_quantized, backend_name, mode):
+    result = run_python(MEASURE, backend_name, str(real_quantized[mode][0]), "-")
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])["rss"]
+    estimated = estimate_memory(get("gemma3_270m_pypi").params, mode, backend_name).total_bytes
+    assert abs(estimated - measured) / measured < 0.10, (
+        f"{backend_name} {mode}: estimated {estimated / GIB:.2f} GiB, measured {measured / GIB:.2f} GiB")
+
+
 def test_weights_scale_with_precision():
     params = 1_000_000_000
     assert [weights_bytes(params, p) for p in ("float32", "bfloat16", "float16", "int8", "int4")] == [
-        4e9, 2e9, 2e9, 1e9, 5e8]
+        4e9, 2e9, 2e9, 1e9, 6e8]
 
 
 def test_on_an_accelerator_the_weights_dominate():

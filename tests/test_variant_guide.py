@@ -20,7 +20,7 @@ PI_4GB = Machine(4 * GIB)
     (LAPTOP, "vision", "gemma4_instruct_2b"),
     (LAPTOP, "safety", "shieldgemma_2b_en"),
     (GPU_8GB, "chat", "gemma3_instruct_1b"),
-    (GPU_8GB, "vision", None),
+    (GPU_8GB, "vision", "gemma4_instruct_2b"),  # only at int8
     (GPU_80GB, "chat", "gemma4_instruct_2b"),
     (GPU_80GB, "code", "code_gemma_1.1_instruct_7b_en"),
     (PI_4GB, "chat", "gemma3_instruct_270m"),
@@ -32,7 +32,8 @@ def test_expected_picks(machine, task, expected):
     assert advice.device == machine.device
     if advice.pick:
         assert advice.pick.memory.total_bytes <= advice.usable_bytes
-        assert advice.pick.memory.precision == "bfloat16"
+        quantized = (machine, task) == (GPU_8GB, "vision")
+        assert advice.pick.memory.precision == advice.precision == ("int8" if quantized else "bfloat16")
 
 
 def test_the_why_names_what_did_not_fit():
@@ -40,9 +41,11 @@ def test_the_why_names_what_did_not_fit():
     assert advice.why.startswith("gemma4_instruct_2b needs about 11.4 GiB, more than the 7.0 GiB usable")
     pi = kga.recommend("chat", machine=PI_4GB, backend="jax")
     assert "gemma3_instruct_1b needs about 3.3 GiB" in pi.why and "narrow tasks" in pi.why
-    nothing = kga.recommend("vision", machine=GPU_8GB, backend="jax")
-    assert nothing.why == ("Nothing for questions about images fits in 7.0 GiB: the smallest, "
-                           "gemma3_instruct_4b, needs about 9.6 GiB at bfloat16.")
+    quantized = kga.recommend("vision", machine=GPU_8GB, backend="jax")
+    assert quantized.why.startswith("Nothing for questions about images fits in 7.0 GiB: the smallest, "
+                                    "gemma3_instruct_4b, needs about 9.6 GiB at bfloat16; quantized to int8, ")
+    assert quantized.precision == "int8" and quantized.pick.memory.precision == "int8"
+    assert quantized.pick.memory.total_bytes <= quantized.usable_bytes < 9.6 * 2**30
 
 
 def test_alternatives_all_fit_and_exclude_the_pick():

@@ -12,6 +12,7 @@ from keras_gemma_app.cli.console import status, stderr_console, stdout_console
 from keras_gemma_app.cli.options import quiet_option
 from keras_gemma_app.loading import DTYPES
 from keras_gemma_app.model_ref import DEFAULT_MODEL
+from keras_gemma_app.quantization import QUANTIZE_MODES
 
 
 def _seconds(value) -> str:
@@ -26,6 +27,8 @@ def _speed(value) -> str:
 @click.option("-m", "--model", default=None, metavar="MODEL", help=f"The model [default: {DEFAULT_MODEL}].")
 @click.option("--backends", default=",".join(BACKENDS), show_default=True, help="Backends to run, comma-separated.")
 @click.option("--dtype", type=click.Choice(DTYPES), default=None, help="Compute dtype [default: float32].")
+@click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default=None,
+              help="Quantize after loading (not needed for a preset saved by `keras-gemma quantize`).")
 @click.option("--prompt-tokens", default="16", show_default=True, help="Prompt lengths in tokens, e.g. 16,256.")
 @click.option("--new-tokens", type=int, default=64, show_default=True, help="Tokens generated per run.")
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,4.")
@@ -40,7 +43,7 @@ def _speed(value) -> str:
               help="Draw decode speed and time to first token to FILE.png (needs matplotlib).")
 @click.option("--force", is_flag=True, help="Load even if the model looks too large for the memory free.")
 @quiet_option
-def bench(model, backends, dtype, prompt_tokens, new_tokens, batch, runs, baselines, gguf, json_path, plot_path,
+def bench(model, backends, dtype, quantize, prompt_tokens, new_tokens, batch, runs, baselines, gguf, json_path, plot_path,
           force, quiet):
     """Time MODEL on each backend: import, load, compile, first token, decode speed, memory.
 
@@ -58,7 +61,7 @@ def bench(model, backends, dtype, prompt_tokens, new_tokens, batch, runs, baseli
 
     settings = BenchSettings(
         model=model_or_default(model), backends=tuple(b.strip().lower() for b in backends.split(",") if b.strip()),
-        dtype=dtype, prompt_tokens=parse_counts(prompt_tokens, "--prompt-tokens"), new_tokens=new_tokens,
+        dtype=dtype, quantize=quantize, prompt_tokens=parse_counts(prompt_tokens, "--prompt-tokens"), new_tokens=new_tokens,
         batch=parse_counts(batch, "--batch"), runs=runs, baselines=tuple(dict.fromkeys(baselines)), gguf=gguf,
         force=force,
     ).check()
@@ -68,7 +71,7 @@ def bench(model, backends, dtype, prompt_tokens, new_tokens, batch, runs, baseli
         from keras_gemma_app.bench_plot import check_plotting
 
         check_plotting()
-    ref, _ = check_model_options(settings.model, settings.backends[0], dtype)
+    ref, _ = check_model_options(settings.model, settings.backends[0], dtype, quantize)
     console = stderr_console(quiet)
     prepare_model(console, ref)
 
@@ -104,9 +107,9 @@ def _print(report: dict, ratios: dict) -> None:
     for column in columns:
         table.add_column(column, justify="left" if column in ("engine", "backend", "dtype") else "right")
     for r in report["results"]:
-        ratio = ratios.get((r["backend"], r["dtype"], r["batch"], r["prompt_tokens"])) if r["engine"] == "keras-gemma-app" else None
+        ratio = ratios.get((r["backend"], r["dtype"], r["batch"], r["prompt_tokens"], r.get("quantize"))) if r["engine"] == "keras-gemma-app" else None
         table.add_row(
-            r["engine"], r["backend"] or "-", r["dtype"] or "-", str(r["batch"]), str(r["prompt_tokens"]),
+            r["engine"], r["backend"] or "-", " ".join(filter(None, [r["dtype"], r.get("quantize")])) or "-", str(r["batch"]), str(r["prompt_tokens"]),
             _seconds(r["import_s"]), _seconds(r["load_s"]), _seconds(r["first_call_s"]), f"{r['ttft_ms']:.0f}",
             _speed(r["decode_tok_s"]), f"{_speed(r['decode_tok_s_min'])}–{_speed(r['decode_tok_s_max'])}",
             f"{ratio:.2f}×" if ratio else "-", f"{r['prefill_tok_s']:.0f}", f"{r['peak_rss_mb']:.0f}",

@@ -78,5 +78,7 @@ def recommend(task, memory, device, backend, as_json, quiet):
             table.add_row(item.entry.name, f"{item.entry.params / 1e9:.1f}B",
                           format_bytes(item.memory.total_bytes), item.entry.description[:70])
         out.print(table)
+    precision = (f"--dtype bfloat16 --quantize {advice.precision}" if advice.precision in ("int8", "int4")
+                 else f"--dtype {advice.precision}")
     out.print(f"Run it: keras-gemma pull {name} && "
-              f"keras-gemma chat -m {name} --backend {advice.backend} --dtype {advice.precision}")
+              f"keras-gemma chat -m {name} --backend {advice.backend} {precision}")
