@@ -30,6 +30,8 @@ def test_saved_preset_reloads_quantized_with_the_same_tokens(tiny_preset, tmp_pa
     again = invoke("generate", "-q", "-m", str(out), "--quantize", mode, "--max-new-tokens", "8", "hello there")
     assert again.exit_code == 0, again.output
     assert again.stdout == after.text + "\n"
+    loud = invoke("generate", "-m", str(out), "--max-new-tokens", "2", "hello")
+    assert f" · {mode} · loaded in" in loud.stderr
 
 
 def test_existing_output_and_mode_mismatch_are_one_line_errors(tiny_preset, tmp_path):

@@ -39,3 +39,29 @@ def test_import_does_not_import_torch_or_keras():
             "print(sorted(m for m in ('torch', 'keras') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+COMPILED = r"""
+import json, sys
+import keras_gemma_app as kga
+kga.use_backend("torch")
+from keras_gemma_app.decoding import _model_adapter
+pipe = kga.load(sys.argv[1])
+adapter = _model_adapter(pipe.causal_lm)
+tokens = pipe.completions("The capital of France is", max_new_tokens=12)[0].token_ids
+print(json.dumps({"compiled": hasattr(adapter._block, "_torchdynamo_orig_callable"), "tokens": list(tokens)}))
+"""
+
+
+@pytest.mark.slow
+def test_torch_compile_opt_in_gives_the_eager_tokens(real_quantized):
+    from conftest import run_python
+
+    preset = str(real_quantized["int4"][0])
+    runs = {}
+    for flag in (None, "1"):
+        done = run_python(COMPILED, preset, env={"KERAS_GEMMA_TORCH_COMPILE": flag}, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[flag] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert runs[None]["compiled"] is False and runs["1"]["compiled"] is True
+    assert runs["1"]["tokens"] == runs[None]["tokens"]

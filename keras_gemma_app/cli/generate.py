@@ -105,7 +105,8 @@ def generate(prompts, model, backend, dtype, quantize, offline, force, prompts_f
         new_tokens = sum(len(result.token_ids) for result in results)
         seconds = results[0].seconds
     console.print(
-        f"[dim]{ref.text} · {chosen} · loaded in {load_seconds:.1f} s · "
+        f"[dim]{ref.text} · {chosen}{' · ' + pipe.quantization if pipe.quantization else ''} · "
+        f"loaded in {load_seconds:.1f} s · "
         f"{new_tokens} tokens in {seconds:.2f} s ({new_tokens / max(seconds, 1e-9):.1f} tok/s)[/dim]"
     )
 
