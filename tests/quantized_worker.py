@@ -1,4 +1,4 @@
-"""Loads the real model at float32 and its int8/int4 presets on one backend; writes tokens and perplexity.
+"""Loads the real model's int8/int4 presets (and, for perplexity, the float32 model) on one backend.
 
 Usage: python quantized_worker.py BACKEND OUT.json FLOAT_PRESET INT8_PRESET INT4_PRESET [perplexity]
 """
@@ -18,8 +18,12 @@ def main(backend: str, out: str, float_preset: str, int8: str, int4: str, *flags
     from keras_gemma_app.quality_eval import default_text
 
     report = {}
-    for level, preset, dtype in (("float32", float_preset, "float32"), ("int8", int8, None), ("int4", int4, None)):
-        pipe = kga.load(preset, dtype=dtype)
+    if "perplexity" in flags:
+        pipe = kga.load(float_preset, dtype="float32")
+        report["float32"] = {"perplexity": perplexity(pipe.causal_lm, default_text()).perplexity}
+        del pipe
+    for level, preset in (("int8", int8), ("int4", int4)):
+        pipe = kga.load(preset)
         completion = pipe.completions(PROMPT, max_new_tokens=16)[0]
         entry = {"tokens": list(completion.token_ids), "text": completion.text,
                  "adapter": type(_model_adapter(pipe.causal_lm)).__name__,

@@ -11,7 +11,7 @@ def invoke(*args):
     return CliRunner().invoke(main, list(args))
 
 
-@pytest.mark.parametrize("mode", ["int8", "int4"])
+@pytest.mark.parametrize("mode", ["int4"])
 def test_saved_preset_reloads_quantized_with_the_same_tokens(tiny_preset, tmp_path, mode):
     out = tmp_path / f"tiny_{mode}"
     result = invoke("quantize", str(tiny_preset), str(out), "--mode", mode)

@@ -43,18 +43,28 @@ def test_import_does_not_import_torch_or_keras():
 
 COMPILED = r"""
 import json, sys
+import numpy as np
+import torch
 import keras_gemma_app as kga
 kga.use_backend("torch")
 from keras_gemma_app.decoding import _model_adapter
 pipe = kga.load(sys.argv[1])
 adapter = _model_adapter(pipe.causal_lm)
-tokens = pipe.completions("The capital of France is", max_new_tokens=12)[0].token_ids
-print(json.dumps({"compiled": hasattr(adapter._block, "_torchdynamo_orig_callable"), "tokens": list(tokens)}))
+from keras_gemma_app.perplexity import token_ids
+ids = torch.tensor(token_ids(pipe.causal_lm, "The capital of France is")[None])
+with torch.inference_mode():
+    for _ in range(2):  # the second call runs what the first compiled
+        hidden, _ = adapter.forward(ids, adapter.empty_cache(1, ids.shape[1]), 0)
+        logits = adapter.logits(hidden[:, -1:]).float().numpy().reshape(-1)
+print(json.dumps({"compiled": hasattr(adapter._block, "_torchdynamo_orig_callable"),
+                  "logits": logits.tolist()}))
 """
 
 
 @pytest.mark.slow
-def test_torch_compile_opt_in_gives_the_eager_tokens(real_quantized):
+def test_torch_compile_opt_in_computes_the_eager_logits(real_quantized):
+    import numpy as np
+
     from conftest import run_python
 
     preset = str(real_quantized["int4"][0])
@@ -64,4 +74,8 @@ def test_torch_compile_opt_in_gives_the_eager_tokens(real_quantized):
         assert done.returncode == 0, done.stderr[-3000:]
         runs[flag] = json.loads(done.stdout.strip().splitlines()[-1])
     assert runs[None]["compiled"] is False and runs["1"]["compiled"] is True
-    assert runs["1"]["tokens"] == runs[None]["tokens"]
+    eager, compiled = np.array(runs[None]["logits"]), np.array(runs["1"]["logits"])
+    # Fused kernels round bfloat16 differently: the same logits to bfloat16 precision, not bit for bit,
+    # so greedy text may part at a near tie after a few tokens.
+    assert np.argmax(compiled) == np.argmax(eager)
+    assert np.max(np.abs(compiled - eager)) < 0.05 * np.max(np.abs(eager))
