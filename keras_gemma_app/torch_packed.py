@@ -26,16 +26,10 @@ INT4_GROUPS = (32, 64, 128, 256)
 
 
 def _unpack_int4(packed, columns: int):
-    """Keras's packing: two signed nibbles per byte along the last axis, low nibble first."""
-    import torch
+    """Keras's int4 packing undone by Keras (two signed nibbles per byte along the last axis)."""
+    from keras.quantizers import unpack_int4
 
-    packed = packed.to(torch.uint8)
-    low = (packed & 0x0F).to(torch.int8)
-    high = (packed >> 4).to(torch.int8)
-    low = torch.where(low > 7, low - 16, low)
-    high = torch.where(high > 7, high - 16, high)
-    both = torch.stack([low, high], dim=-1).reshape(*packed.shape[:-1], packed.shape[-1] * 2)
-    return both[..., :columns]
+    return unpack_int4(packed, columns, axis=-1, dtype="int8")
 
 
 def quantization_mode(layer) -> str | None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_gemma_app.torch_packed import quantization_mode
+
 
 def _rms_norm(x, scale, epsilon: float, dtype):
     from keras import ops
@@ -50,12 +52,7 @@ def _rope(x, positions, wavelength: float, scaling: float, dtype):
     return (x * cos) + (half * sin)
 
 
-def _mode(layer):
-    mode = getattr(layer, "quantization_mode", None)
-    return mode if mode in ("int8", "int4") else None
-
-
-def _unpacked(layer, packed, columns):
+def _unpacked(packed, columns):
     from keras.quantizers import unpack_int4
 
     return unpack_int4(packed, columns, axis=-1, dtype="int8")
@@ -65,13 +62,13 @@ def _dense_kernel(dense, dtype):
     """A dense layer's kernel in ``dtype``: Keras's dequantization for int8/int4 layers."""
     from keras import ops
 
-    mode = _mode(dense)
+    mode = quantization_mode(dense)
     if mode is None:
         return dense.kernel
     if mode == "int8":
         scale = dense._adjust_scale_for_dequant(dense.kernel_scale)
         return ops.cast(ops.divide(ops.cast(dense._kernel, "float32"), ops.cast(scale, "float32")), dtype)
-    values = ops.cast(_unpacked(dense, dense._kernel, dense._int4_unpacked_column_size), "float32")
+    values = ops.cast(_unpacked(dense._kernel, dense._int4_unpacked_column_size), "float32")
     scale = ops.cast(dense.kernel_scale, "float32")
     if getattr(dense, "_int4_block_size", None) in (None, -1):
         flat = values / scale
@@ -85,14 +82,14 @@ def _dense_kernel(dense, dtype):
 def _embedding_rows(embedding, token_ids, dtype):
     from keras import ops
 
-    mode = _mode(embedding)
+    mode = quantization_mode(embedding)
     if mode is None:
         return ops.cast(ops.take(embedding.embeddings, token_ids, axis=0), dtype)
     scale = ops.cast(ops.take(embedding.embeddings_scale, token_ids, axis=0), "float32")
     rows = ops.take(embedding._embeddings, token_ids, axis=0)
     if mode == "int8":
         return ops.cast(ops.cast(rows, "float32") / scale[..., None], dtype)
-    values = ops.cast(_unpacked(embedding, rows, embedding.output_dim), "float32")
+    values = ops.cast(_unpacked(rows, embedding.output_dim), "float32")
     if getattr(embedding, "_int4_block_size", None) in (None, -1):
         return ops.cast(values / scale[..., None], dtype)
     groups = ops.cast(embedding.g_idx, "int32")
@@ -104,7 +101,7 @@ def _embedding_logits(embedding, hidden, dtype):
     """``hidden @ embeddings.T`` with a quantized embedding table, then the soft cap."""
     from keras import ops
 
-    mode = _mode(embedding)
+    mode = quantization_mode(embedding)
     if mode == "int8":
         # One scale per vocabulary row: divide after the product.
         logits = ops.matmul(hidden, ops.transpose(ops.cast(embedding._embeddings, dtype)))
@@ -239,7 +236,7 @@ class XlaGemma3:
 
     def logits(self, hidden):
         embedding = self.backbone.token_embedding
-        if _mode(embedding) is None:
+        if quantization_mode(embedding) is None:
             return embedding(hidden, reverse=True)
         return _embedding_logits(embedding, hidden, self.dtype)
 
