@@ -25,6 +25,43 @@ _CHUNK_ROWS = 16384
 INT4_GROUPS = (32, 64, 128, 256)
 
 
+_OPS = {}
+
+
+def _packed_ops():
+    """The two kernels as custom ops, registered once torch is loaded.
+
+    torch.compile's own lowering of ``_weight_int4pack_mm_for_cpu`` may hand the
+    kernel a strided activation, which it refuses ("expect A to be contiguous");
+    behind a custom op the kernel runs as written, with a contiguous input.
+    """
+    if _OPS:
+        return _OPS
+    import torch
+
+    # Explicit schemas: this module's annotations are strings (``from __future__ import annotations``).
+    @torch.library.custom_op("keras_gemma_app::int4pack_mm", mutates_args=(),
+                             schema="(Tensor x, Tensor weight, int group, Tensor scale_zero) -> Tensor")
+    def int4pack_mm(x, weight, group, scale_zero):
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(x.contiguous(), weight, group, scale_zero)
+
+    @int4pack_mm.register_fake
+    def _(x, weight, group, scale_zero):
+        return x.new_empty((x.shape[0], weight.shape[0]))
+
+    @torch.library.custom_op("keras_gemma_app::int8pack_mm", mutates_args=(),
+                             schema="(Tensor x, Tensor weight, Tensor scale) -> Tensor")
+    def int8pack_mm(x, weight, scale):
+        return torch.ops.aten._weight_int8pack_mm(x.contiguous(), weight, scale)
+
+    @int8pack_mm.register_fake
+    def _(x, weight, scale):
+        return x.new_empty((x.shape[0], weight.shape[0]))
+
+    _OPS.update(int4=int4pack_mm, int8=int8pack_mm)
+    return _OPS
+
+
 def _unpack_int4(packed, columns: int):
     """Keras's int4 packing undone by Keras (two signed nibbles per byte along the last axis)."""
     from keras.quantizers import unpack_int4
@@ -135,14 +172,13 @@ class PackedLinear:
 
     def __call__(self, x):
         """x: (..., in) -> (..., out), in x's dtype; the product runs in bfloat16."""
-        import torch
-
+        ops = _packed_ops()
         shape = x.shape
-        flat = x.reshape(-1, shape[-1]).to(self.dtype).contiguous()
+        flat = x.reshape(-1, shape[-1]).to(self.dtype)
         if self.mode == "int4":
-            out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, self.group, self.scale_zero)
+            out = ops["int4"](flat, self.weight, self.group, self.scale_zero)
         else:
-            out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scale)
+            out = ops["int8"](flat, self.weight, self.scale)
         return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
     @classmethod

@@ -62,7 +62,7 @@ print(json.dumps({"compiled": hasattr(adapter._block, "_torchdynamo_orig_callabl
 
 
 @pytest.mark.slow
-def test_torch_compile_opt_in_computes_the_eager_logits(real_quantized):
+def test_torch_compile_opt_in_computes_the_eager_logits(real_quantized, tmp_path):
     import numpy as np
 
     from conftest import run_python
@@ -70,7 +70,9 @@ def test_torch_compile_opt_in_computes_the_eager_logits(real_quantized):
     preset = str(real_quantized["int4"][0])
     runs = {}
     for flag in (None, "1"):
-        done = run_python(COMPILED, preset, env={"KERAS_GEMMA_TORCH_COMPILE": flag}, timeout=900)
+        # A fresh compile cache: a cached graph from an earlier torch build must not stand in for this one.
+        env = {"KERAS_GEMMA_TORCH_COMPILE": flag, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+        done = run_python(COMPILED, preset, env=env, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
         runs[flag] = json.loads(done.stdout.strip().splitlines()[-1])
     assert runs[None]["compiled"] is False and runs["1"]["compiled"] is True
