@@ -17,6 +17,7 @@ is a Keras-native preset that loads directly, with no quantizing at start.
 
 from __future__ import annotations
 
+import gc
 import warnings
 
 from keras_gemma_app.errors import QuantizationError, SettingsError
@@ -68,6 +69,10 @@ def quantize(causal_lm, mode: str) -> None:
         from keras.quantizers import Int4QuantizationConfig
 
         config = Int4QuantizationConfig(block_size=INT4_BLOCK_SIZE)
+    # Keras runs a full garbage collection as each layer drops its float kernel: with TensorFlow
+    # and KerasHub loaded that is ~0.23 s a layer (30 of 36 s for Gemma 3 270M). Objects alive
+    # now are moved out of the collector's sight meanwhile, so each collection sees only new garbage.
+    gc.freeze()
     try:
         with warnings.catch_warnings():
             # Keras warns once for every layer with nothing to quantize (norms, dropout, inputs).
@@ -77,3 +82,6 @@ def quantize(causal_lm, mode: str) -> None:
         raise QuantizationError(
             f"Keras cannot quantize {type(causal_lm).__name__} to {mode}: {str(error).splitlines()[0]}"
         ) from None
+    finally:
+        gc.unfreeze()
+        gc.collect()  # once, for the float kernels left in reference cycles
