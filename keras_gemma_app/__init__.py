@@ -24,7 +24,11 @@ _EXPORTS = {
     "load": "keras_gemma_app.loading",
     "Pipeline": "keras_gemma_app.pipeline",
     "Completion": "keras_gemma_app.pipeline",
+    "fim_prompt": "keras_gemma_app.templates",
+    "import_gguf": "keras_gemma_app.gguf_import",
     # Choosing a model
+    "list_models": "keras_gemma_app.catalogue",
+    "benchmark": "keras_gemma_app.bench",
     "recommend": "keras_gemma_app.variant_guide",
     "Recommendation": "keras_gemma_app.variant_guide",
     "detect_machine": "keras_gemma_app.hardware",

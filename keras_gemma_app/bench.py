@@ -182,6 +182,30 @@ def run_bench(settings: BenchSettings, on_start=None) -> dict:
     }
 
 
+def benchmark(model: str | None = None, *, backends=BACKENDS, dtype: str | None = None, quantize: str | None = None,
+          prompt_tokens=16, new_tokens: int = 64, batch=1, runs: int = 5, baselines=(), gguf: str | None = None,
+          force: bool = False, on_start=None):
+    """Times ``model`` on each backend, each in its own process; see :class:`BenchSettings`.
+
+    ``prompt_tokens`` and ``batch`` take a number or a sequence of numbers. The
+    report is a dict (see the module docstring) that renders as a table in a
+    notebook cell or with ``rich.print``.
+    """
+    from keras_gemma_app.display import BenchReport
+    from keras_gemma_app.model_ref import model_or_default
+
+    def counts(value):
+        return (value,) if isinstance(value, int) else tuple(value)
+
+    settings = BenchSettings(
+        model=model_or_default(model), backends=(backends,) if isinstance(backends, str) else tuple(backends),
+        dtype=dtype, quantize=quantize, prompt_tokens=counts(prompt_tokens), new_tokens=new_tokens,
+        batch=counts(batch), runs=runs, baselines=(baselines,) if isinstance(baselines, str) else tuple(baselines),
+        gguf=gguf, force=force,
+    )
+    return BenchReport(run_bench(settings, on_start=on_start))
+
+
 def speedups(report: dict) -> dict[tuple, float]:
     """(backend, dtype, batch, prompt_tokens) -> the app's decode speed over keras-hub's, where both ran."""
     def key(r):

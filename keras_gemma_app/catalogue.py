@@ -130,3 +130,26 @@ def cached_location(entry: Entry):
     if entry.kaggle_handle:
         return cached_preset(KaggleHandle.parse(entry.kaggle_handle))
     return None
+
+
+def list_models(*, family: str | None = None, tuning: str | None = None, max_params: int | str | None = None,
+                cached: bool = False):
+    """The catalogue as dicts (every :class:`Entry` field, plus ``cached``: the folder or None).
+
+    The result is a list that renders as a table in a notebook cell or with ``rich.print``.
+
+    Args:
+        family: only this family ("gemma3", "codegemma", …).
+        tuning: only "pt", "it", "ft" or "mix".
+        max_params: at most this many parameters, as a number or text such as "2b".
+        cached: only models already on this machine.
+    """
+    from keras_gemma_app.display import ModelListing
+
+    limit = parse_count(max_params) if isinstance(max_params, str) else max_params
+    rows = ModelListing()
+    for entry in select(family=family, tuning=tuning, max_params=limit):
+        where = cached_location(entry)
+        if where is not None or not cached:
+            rows.append({**dataclasses.asdict(entry), "cached": str(where) if where else None})
+    return rows

@@ -9,6 +9,10 @@ exits with status 2; Python callers catch the class they care about.
 class KerasGemmaError(Exception):
     """Base class of every error a user can cause and fix."""
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython (Jupyter, Kaggle, Colab) shows this one line instead of a traceback."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class BackendError(KerasGemmaError):
     """An unknown, missing or already-fixed Keras backend."""

@@ -113,6 +113,12 @@ class Pipeline:
         self._decoder = None
         self._decode_text = sentencepiece_decoder(self.tokenizer)
 
+    def __repr__(self) -> str:
+        dtype = self.causal_lm.dtype_policy.compute_dtype
+        level = f", quantization={self.quantization!r}" if self.quantization else ""
+        return (f"Pipeline(model={self.model!r}, backend={self.backend!r}, dtype={dtype!r}{level}, "
+                f"template={self.template!r}, sampler={self.sampler!r})")
+
     @property
     def quantization(self) -> str | None:
         """"int8" or "int4" when the weights are quantized, None for float weights."""

