@@ -54,11 +54,16 @@ def test_bad_input_keeps_the_repl_running(tiny_preset):
 
 def test_ctrl_c_stops_the_reply_and_keeps_the_conversation(tiny_preset, tmp_path):
     transcript = tmp_path / "talk.json"
-    process = subprocess.Popen(
-        [str(SCRIPT), "chat", "-m", str(tiny_preset), "--max-new-tokens", "8000", "-q"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    # Started with Ctrl-C ignored, as a script run in the background starts it: the chat must still take it.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process = subprocess.Popen(
+            [str(SCRIPT), "chat", "-m", str(tiny_preset), "--max-new-tokens", "8000", "-q"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     process.stdin.write("Tell me a long story\n")
     process.stdin.flush()
     received, deadline = b"", time.time() + 240

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 
 import click
@@ -155,6 +156,9 @@ def _read(prompt: str) -> str:
 @quiet_option
 def chat(model, backend, dtype, quantize, offline, force, system, template, max_new_tokens, sampler_flags, quiet):
     """Talk with a model: streaming replies, history, /commands (/help lists them)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started in the background of a script, Ctrl-C arrives ignored; here it stops a reply.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     sampler = sampler_from_flags(sampler_flags)
     options = {("name" if k == "sampler_name" else k): v for k, v in sampler_flags.items() if v is not None}
     if max_new_tokens < 1:
