@@ -54,4 +54,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except kga.KerasGemmaError as error:  # a problem the user can fix: one line, no traceback
+        sys.exit(f"Error: {error}")

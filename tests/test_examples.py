@@ -115,3 +115,14 @@ def test_code_fim_sends_a_fill_in_the_middle_prompt(real_preset, real_pipe):
     stops = [t for t in map(real_pipe.token_id, code_fim.STOP_PIECES) if t is not None]
     middle = real_pipe.generate(prompt, raw=True, max_new_tokens=12, stop_token_ids=stops)
     assert out.endswith(f"--- filled in ---\n{code_fim.PREFIX}{middle}{code_fim.SUFFIX}\n")
+
+
+@pytest.mark.parametrize("name, args", [("quickstart.py", ()), ("chat.py", ()), ("code_fim.py", ()),
+                                        ("switch_backend.py", ("torch",))])
+def test_a_missing_model_is_one_line_not_a_traceback(name, args, tmp_path):
+    missing = tmp_path / "no-such-preset"
+    done = subprocess.run([sys.executable, str(EXAMPLES / name), *args, str(missing)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == f"Error: No such model directory: '{missing}'."
+    assert "Traceback" not in done.stderr
