@@ -64,7 +64,7 @@ FIXED_BYTES = {"jax": 0.58 * GIB, "tensorflow": 0.44 * GIB, "torch": 0.30 * GIB}
 QUANTIZED = {
     ("jax", "int8"): (1.0, 0.0), ("jax", "int4"): (1.0, 0.16 * GIB),
     ("tensorflow", "int8"): (3.0, 0.33 * GIB), ("tensorflow", "int4"): (4.33, 0.78 * GIB),
-    ("torch", "int8"): (2.05, 0.11 * GIB), ("torch", "int4"): (2.05, 0.28 * GIB),
+    ("torch", "int8"): (2.05, 0.11 * GIB), ("torch", "int4"): (2.05, 0.42 * GIB),
 }
 DEVICE_FACTOR = 1.2
 
