@@ -206,11 +206,13 @@ def benchmark(model: str | None = None, *, backends=BACKENDS, dtype: str | None 
     return BenchReport(run_bench(settings, on_start=on_start))
 
 
-def speedups(report: dict) -> dict[tuple, float]:
-    """(backend, dtype, batch, prompt_tokens) -> the app's decode speed over keras-hub's, where both ran."""
-    def key(r):
-        return r["backend"], r["dtype"], r["batch"], r["prompt_tokens"], r.get("quantize")
+def result_key(r: dict) -> tuple:
+    """What a result measured: (backend, dtype, batch, prompt_tokens, quantize)."""
+    return r["backend"], r["dtype"], r["batch"], r["prompt_tokens"], r.get("quantize")
 
-    hub = {key(r): r["decode_tok_s"] for r in report["results"] if r["engine"] == "keras-hub"}
-    return {key(r): r["decode_tok_s"] / hub[key(r)] for r in report["results"]
-            if r["engine"] == ENGINE and r["decode_tok_s"] and hub.get(key(r))}
+
+def speedups(report: dict) -> dict[tuple, float]:
+    """:func:`result_key` -> the app's decode speed over keras-hub's, where both ran."""
+    hub = {result_key(r): r["decode_tok_s"] for r in report["results"] if r["engine"] == "keras-hub"}
+    return {result_key(r): r["decode_tok_s"] / hub[result_key(r)] for r in report["results"]
+            if r["engine"] == ENGINE and r["decode_tok_s"] and hub.get(result_key(r))}

@@ -35,6 +35,19 @@ def check_quantize(mode: str | None) -> str | None:
     return mode
 
 
+def quantization_mode(layer) -> str | None:
+    """"int8", "int4" or None (float) for one Keras layer."""
+    mode = getattr(layer, "quantization_mode", None)
+    return mode if mode in QUANTIZE_MODES else None
+
+
+def unpack_int4(packed, columns: int):
+    """Keras's int4 packing undone by Keras (two signed nibbles per byte along the last axis), as int8."""
+    from keras.quantizers import unpack_int4 as keras_unpack_int4
+
+    return keras_unpack_int4(packed, columns, axis=-1, dtype="int8")
+
+
 def quantization_of(causal_lm) -> str | None:
     """The mode the model's weights are quantized to ("int8", "int4"), or None for float weights."""
     modes = {getattr(layer, "quantization_mode", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from keras_gemma_app.bench import ENGINE, result_key
 from keras_gemma_app.catalogue import human_count
 
 BENCH_COLUMNS = ("engine", "backend", "dtype", "batch", "prompt", "import s", "load s", "1st call s", "TTFT ms",
@@ -35,8 +36,7 @@ def bench_table(report: dict, ratios: dict) -> Table:
     for column in BENCH_COLUMNS:
         table.add_column(column, justify="left" if column in ("engine", "backend", "dtype") else "right")
     for r in report["results"]:
-        key = (r["backend"], r["dtype"], r["batch"], r["prompt_tokens"], r.get("quantize"))
-        ratio = ratios.get(key) if r["engine"] == "keras-gemma-app" else None
+        ratio = ratios.get(result_key(r)) if r["engine"] == ENGINE else None
         table.add_row(
             r["engine"], r["backend"] or "-", " ".join(filter(None, [r["dtype"], r.get("quantize")])) or "-",
             str(r["batch"]), str(r["prompt_tokens"]),

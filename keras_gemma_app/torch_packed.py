@@ -19,6 +19,8 @@ lost; the multi-head query kernel is re-grouped, a second rounding.
 
 from __future__ import annotations
 
+from keras_gemma_app.quantization import quantization_mode, unpack_int4
+
 # Rows re-packed at a time: bounds the float32 scratch for the 262k-row embedding.
 _CHUNK_ROWS = 16384
 # Group sizes the int4 kernel takes.
@@ -62,17 +64,6 @@ def _packed_ops():
     return _OPS
 
 
-def _unpack_int4(packed, columns: int):
-    """Keras's int4 packing undone by Keras (two signed nibbles per byte along the last axis)."""
-    from keras.quantizers import unpack_int4
-
-    return unpack_int4(packed, columns, axis=-1, dtype="int8")
-
-
-def quantization_mode(layer) -> str | None:
-    """"int8", "int4" or None (float) for a Keras layer."""
-    mode = getattr(layer, "quantization_mode", None)
-    return mode if mode in ("int8", "int4") else None
 
 
 def int4_block_size(layer) -> int | None:
@@ -94,7 +85,7 @@ def dense_kernel(layer):
         return layer._kernel.value.to(torch.float32) / scale.to(torch.float32)
     scale = layer.kernel_scale.value.to(torch.float32)
     columns = layer._int4_unpacked_column_size
-    values = _unpack_int4(layer._kernel.value, columns).to(torch.float32)
+    values = unpack_int4(layer._kernel.value, columns).to(torch.float32)
     if int4_block_size(layer) is None:
         flat = values / scale
     else:
@@ -116,7 +107,7 @@ def embedding_rows(layer, ids, dtype):
         rows = layer._embeddings.value[ids].to(torch.float32) / scale[..., None]
         return rows.to(dtype)
     columns = layer.output_dim
-    values = _unpack_int4(layer._embeddings.value[ids], columns).to(torch.float32)
+    values = unpack_int4(layer._embeddings.value[ids], columns).to(torch.float32)
     block = int4_block_size(layer)
     if block is None:
         rows = values / scale[..., None]

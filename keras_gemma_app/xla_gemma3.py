@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_gemma_app.torch_packed import quantization_mode
+from keras_gemma_app.quantization import quantization_mode, unpack_int4
 
 
 def _rms_norm(x, scale, epsilon: float, dtype):
@@ -52,12 +52,6 @@ def _rope(x, positions, wavelength: float, scaling: float, dtype):
     return (x * cos) + (half * sin)
 
 
-def _unpacked(packed, columns):
-    from keras.quantizers import unpack_int4
-
-    return unpack_int4(packed, columns, axis=-1, dtype="int8")
-
-
 def _dense_kernel(dense, dtype):
     """A dense layer's kernel in ``dtype``: Keras's dequantization for int8/int4 layers."""
     from keras import ops
@@ -68,7 +62,7 @@ def _dense_kernel(dense, dtype):
     if mode == "int8":
         scale = dense._adjust_scale_for_dequant(dense.kernel_scale)
         return ops.cast(ops.divide(ops.cast(dense._kernel, "float32"), ops.cast(scale, "float32")), dtype)
-    values = ops.cast(_unpacked(dense._kernel, dense._int4_unpacked_column_size), "float32")
+    values = ops.cast(unpack_int4(dense._kernel, dense._int4_unpacked_column_size), "float32")
     scale = ops.cast(dense.kernel_scale, "float32")
     if getattr(dense, "_int4_block_size", None) in (None, -1):
         flat = values / scale
@@ -89,7 +83,7 @@ def _embedding_rows(embedding, token_ids, dtype):
     rows = ops.take(embedding._embeddings, token_ids, axis=0)
     if mode == "int8":
         return ops.cast(ops.cast(rows, "float32") / scale[..., None], dtype)
-    values = ops.cast(_unpacked(rows, embedding.output_dim), "float32")
+    values = ops.cast(unpack_int4(rows, embedding.output_dim), "float32")
     if getattr(embedding, "_int4_block_size", None) in (None, -1):
         return ops.cast(values / scale[..., None], dtype)
     groups = ops.cast(embedding.g_idx, "int32")
