@@ -630,6 +630,12 @@ class Decoder:
     def _program(self, settings: Sampler):
         from keras import ops
 
+        if not getattr(self._model, "is_current", lambda: True)():
+            # The weights were assigned since the model pass packed its copies of them.
+            self._model = _model_adapter(self.causal_lm)
+            self._programs.clear()
+            self._settings.clear()
+            self._rng_state.clear()
         if settings not in self._settings:
             keras_sampler = settings.build()
             config = {k: v for k, v in keras_sampler.get_config().items() if k != "seed"}

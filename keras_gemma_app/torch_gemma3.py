@@ -4,9 +4,11 @@ On the torch backend Keras runs layers eagerly, and each layer call costs
 Python bookkeeping (dtype policies, autocasting, masks): for Gemma 3 270M about
 110 ms of a 140 ms decode step goes there, not to arithmetic. This module runs
 the same computation as KerasHub's ``Gemma3Backbone`` (text only, with a key/value
-cache) as direct torch calls, in the same order, on the same tensors — the
-Keras variables themselves, not copies — so it gives KerasHub's numbers bit for
-bit, faster.
+cache) as direct torch calls, in the same order, so it gives KerasHub's numbers
+bit for bit, faster. float32 runs on the Keras variables themselves; bfloat16
+runs its products on copies packed once for oneDNN (:mod:`onednn_linear`, the
+same values: Gemma 3 270M decodes ~1.5× faster, for a second copy of the
+weights in memory), rebuilt when the Keras weights are assigned.
 
 It mirrors ``keras_hub.src.models.gemma3`` (KerasHub 0.32): ``RMSNormalization``,
 ``CachedGemma3Attention`` (query/key norm, RoPE, sliding window, grouped
@@ -21,21 +23,27 @@ import os
 
 import numpy as np
 
-from keras_gemma_app import torch_packed
+from keras_gemma_app import onednn_linear, torch_packed
 
 
 # Set to 1 to run each decoder block through torch.compile.
 COMPILE_ENV = "KERAS_GEMMA_TORCH_COMPILE"
 
 
-def _rms_norm(x, scale, epsilon: float, dtype):
+def _gain(scale):
+    """KerasHub's RMS norm multiplier ``1 + scale``, in float32, computed once."""
+    import torch
+
+    return None if scale is None else 1 + scale.to(torch.float32)
+
+
+def _rms_norm(x, gain, epsilon: float, dtype):
     import torch
 
     x = x.to(torch.float32)
-    scale = scale.to(torch.float32)
     var = torch.mean(torch.square(x), dim=-1, keepdim=True)
     normed = x * torch.reciprocal(torch.sqrt(var + epsilon))
-    normed = normed * (1 + scale)
+    normed = normed * gain
     return normed.to(dtype)
 
 
@@ -48,17 +56,17 @@ class _Layer:
         attention = block.attention
         self.dtype = dtype
         self.epsilon = block.layer_norm_epsilon
-        self.pre_attention_norm = block.pre_attention_norm.scale.value
-        self.post_attention_norm = (block.post_attention_norm.scale.value
-                                    if block.use_post_attention_norm else None)
-        self.pre_ffw_norm = block.pre_ffw_norm.scale.value
-        self.post_ffw_norm = block.post_ffw_norm.scale.value if block.use_post_ffw_norm else None
+        self.pre_attention_norm = _gain(block.pre_attention_norm.scale.value)
+        self.post_attention_norm = _gain(block.post_attention_norm.scale.value
+                                         if block.use_post_attention_norm else None)
+        self.pre_ffw_norm = _gain(block.pre_ffw_norm.scale.value)
+        self.post_ffw_norm = _gain(block.post_ffw_norm.scale.value if block.use_post_ffw_norm else None)
         self.query = _float_kernel(attention.query_dense)
         self.key = _float_kernel(attention.key_dense)
         self.value = _float_kernel(attention.value_dense)
         self.output = _float_kernel(attention.output_dense)
-        self.query_norm = attention.query_norm.scale.value if attention.use_query_key_norm else None
-        self.key_norm = attention.key_norm.scale.value if attention.use_query_key_norm else None
+        self.query_norm = _gain(attention.query_norm.scale.value if attention.use_query_key_norm else None)
+        self.key_norm = _gain(attention.key_norm.scale.value if attention.use_query_key_norm else None)
         self.gating = _float_kernel(block.gating_ffw)
         self.gating_2 = _float_kernel(block.gating_ffw_2)
         self.linear = _float_kernel(block.ffw_linear)
@@ -72,27 +80,32 @@ class _Layer:
             self.query_scale = float(1 / np.sqrt(attention.head_dim))
         else:
             self.query_scale = float(1 / np.sqrt(attention.hidden_dim // attention.num_query_heads))
-        # Quantized weights: projections through torch's packed int4/int8 kernels, with the
-        # query, key and value kernels in one product and both gates in another.
+        # Quantized weights: projections through torch's packed int4/int8 kernels. bfloat16
+        # weights: through oneDNN on weights packed once (KerasHub's values, faster).
+        # Either way the query, key and value kernels run as one product, both gates as another.
         self.packed = any(torch_packed.quantization_mode(dense) for dense in
                           (attention.query_dense, attention.key_dense, attention.value_dense,
                            attention.output_dense, block.gating_ffw, block.gating_ffw_2, block.ffw_linear))
-        if self.packed:
-            q = torch_packed.dense_kernel(attention.query_dense)
-            k = torch_packed.dense_kernel(attention.key_dense)
-            v = torch_packed.dense_kernel(attention.value_dense)
+        self.fused = self.packed or (dtype == torch.bfloat16 and onednn_linear.available())
+        if self.fused:
+            kernel = torch_packed.dense_kernel if self.packed else (lambda dense: dense.kernel.value)
+            q, k, v = (kernel(attention.query_dense), kernel(attention.key_dense), kernel(attention.value_dense))
             self.qkv_split = (q.shape[0] * q.shape[2], k.shape[0] * k.shape[2], v.shape[0] * v.shape[2])
             qkv = torch.cat([self._as_matrix(q), self._as_matrix(k), self._as_matrix(v)], dim=1)
             self.qkv_2d = _projection(qkv, attention.query_dense, dtype)
+            gates = torch.cat([kernel(block.gating_ffw), kernel(block.gating_ffw_2)], dim=1)
+            self.gates_2d = _projection(gates, block.gating_ffw, dtype)
+            self.linear_2d = _projection(kernel(block.ffw_linear), block.ffw_linear, dtype)
+        if self.packed:
             o = torch_packed.dense_kernel(attention.output_dense)
             self.output_2d = _projection(o.reshape(-1, o.shape[-1]), attention.output_dense, dtype)
-            gates = torch.cat([torch_packed.dense_kernel(block.gating_ffw),
-                               torch_packed.dense_kernel(block.gating_ffw_2)], dim=1)
-            self.gates_2d = _projection(gates, block.gating_ffw, dtype)
-            self.linear_2d = _projection(torch_packed.dense_kernel(block.ffw_linear), block.ffw_linear, dtype)
+        elif self.fused:
+            # torch's einsum sums over head_dim-major (h, n) pairs: the same order keeps its values.
+            o = attention.output_dense.kernel.value
+            self.output_2d = _projection(o.permute(1, 0, 2).reshape(-1, o.shape[-1]), attention.output_dense, dtype)
         # In float32 the projections run as (in, out) matrix products, about 7% faster than the
         # batched einsums, with the einsums' exact values (the tests hold this to KerasHub's
-        # tokens). In bfloat16 they would round differently, so there the einsums stay.
+        # tokens).
         self.matrices = dtype == torch.float32 and not self.packed
         if self.matrices:
             self.query_2d = self._as_matrix(self.query)
@@ -130,10 +143,15 @@ def _float_kernel(dense):
 
 
 def _projection(matrix, dense, dtype):
-    """``x @ matrix`` for the packed path: torch's int kernels when ``dense`` is quantized."""
+    """``x @ matrix`` for the fused path: torch's int kernels when ``dense`` is quantized, else oneDNN's."""
+    import torch
+
     mode = torch_packed.quantization_mode(dense)
     if mode is None:
-        matrix = matrix.to(dtype).contiguous()
+        matrix = matrix.to(dtype)
+        if dtype == torch.bfloat16 and onednn_linear.available():
+            return onednn_linear.PackedBfloat16Linear(matrix)
+        matrix = matrix.contiguous()
         return lambda x: (x.reshape(-1, x.shape[-1]) @ matrix).reshape(*x.shape[:-1], matrix.shape[1])
     return torch_packed.PackedLinear.from_matrix(matrix, mode, torch_packed.int4_block_size(dense))
 
@@ -168,20 +186,29 @@ class TorchGemma3:
         if embedding_mode is None:
             self.embeddings = self.embedding.embeddings.value
             self.lm_head = None
+            if self.dtype == torch.bfloat16 and onednn_linear.available():
+                self.lm_head = onednn_linear.PackedBfloat16Linear.from_rows(self.embeddings)
         else:
             self.embeddings = None
             self.lm_head = torch_packed.PackedLinear.from_embedding(
                 self.embedding, embedding_mode, torch_packed.int4_block_size(self.embedding))
         self.logit_soft_cap = backbone.token_embedding.logit_soft_cap
-        self.final_norm = backbone.layer_norm.scale.value
+        self.final_norm = _gain(backbone.layer_norm.scale.value)
         self.final_epsilon = backbone.layer_norm.epsilon
         self.hidden_dim = backbone.hidden_dim
         self.layers = [_Layer(block, self.dtype) for block in backbone.transformer_layers]
+        # Packed copies do not follow later changes to the Keras weights: remember what they were made from.
+        self._sources = [(v, v.value, v.value._version) for v in backbone.weights]
         self._tables: dict[tuple, tuple] = {}
         if os.environ.get(COMPILE_ENV) == "1":
             # One compiled decoder block for every layer and length (about 10 s per new
             # shape class on 2 cores): worth it for long generations, not for one short reply.
-            self._block = torch.compile(self._block, dynamic=True)
+            # Rounding each bfloat16 intermediate as eager torch does keeps KerasHub's values.
+            self._block = torch.compile(self._block, dynamic=True, options={"emulate_precision_casts": True})
+
+    def is_current(self) -> bool:
+        """Whether the Keras weights are the ones this pass was built from (not assigned since)."""
+        return all(v.value is value and value._version == version for v, value, version in self._sources)
 
     def empty_cache(self, batch: int, length: int):
         import torch
@@ -243,7 +270,7 @@ class TorchGemma3:
         b, t, d = normalized.shape
         flat = normalized.reshape(b * t, d)
         kv_shape = (b, t, layer.num_key_value_heads, layer.head_dim)
-        if layer.packed:
+        if layer.fused:
             query, key_update, value_update = torch.split(layer.qkv_2d(flat), layer.qkv_split, dim=-1)
             query = query.reshape(b, t, layer.num_query_heads, layer.head_dim)
             key_update = key_update.reshape(kv_shape)
@@ -267,9 +294,10 @@ class TorchGemma3:
             keep = torch.as_tensor(update_mask)[:, :, None, None]
             key_update = torch.where(keep, key_update, key_cache[:, index:index + length])
             value_update = torch.where(keep, value_update, value_cache[:, index:index + length])
-        key = key_cache.clone()
+        # Written in place: the decoder hands each cache to one step only, and a copy per
+        # step would cost the whole cache's bytes per layer and token.
+        key, value = key_cache, value_cache
         key[:, index:index + length] = key_update
-        value = value_cache.clone()
         value[:, index:index + length] = value_update
 
         query = query * torch.tensor(layer.query_scale).to(query.dtype)
@@ -288,13 +316,15 @@ class TorchGemma3:
         attended = torch.where(no_attended, torch.zeros_like(attended), attended)
         if layer.packed:
             attention = layer.output_2d(attended.reshape(b, t, layer.num_query_heads * h))
+        elif layer.fused:
+            attention = layer.output_2d(attended.transpose(2, 3).reshape(b, t, layer.num_query_heads * h))
         else:
             attention = torch.einsum("btnh,nhd->btd", attended, layer.output)
         if layer.post_attention_norm is not None:
             attention = _rms_norm(attention, layer.post_attention_norm, layer.epsilon, dtype)
         attention_x = x + attention
         normalized = _rms_norm(attention_x, layer.pre_ffw_norm, layer.epsilon, dtype)
-        if layer.packed:
+        if layer.fused:
             x1, x2 = torch.chunk(layer.gates_2d(normalized), 2, dim=-1)
         elif layer.matrices:
             flat = normalized.reshape(b * t, d)
@@ -304,7 +334,7 @@ class TorchGemma3:
             x1 = torch.einsum("btd,df->btf", normalized, layer.gating)
             x2 = torch.einsum("btd,df->btf", normalized, layer.gating_2)
         hidden = torch.nn.functional.gelu(x1, approximate="tanh") * x2
-        if layer.packed:
+        if layer.fused:
             out = layer.linear_2d(hidden)
         elif layer.matrices:
             out = torch.matmul(hidden.reshape(b * t, -1), layer.linear).reshape(b, t, d)

@@ -81,3 +81,50 @@ def test_torch_compile_opt_in_computes_the_eager_logits(real_quantized, tmp_path
     # so greedy text may part at a near tie after a few tokens.
     assert np.argmax(compiled) == np.argmax(eager)
     assert np.max(np.abs(compiled - eager)) < 0.05 * np.max(np.abs(eager))
+
+
+STALE = """
+import json, sys
+import numpy as np
+import keras_gemma_app as kga
+kga.use_backend("torch")
+import keras
+from keras_gemma_app.decoding import Decoder
+
+pipe = kga.load(sys.argv[1], dtype="bfloat16")
+causal_lm = pipe.causal_lm
+causal_lm.compile(sampler="greedy")
+prompt = "the sea and the wind"
+row = [pipe.tokenizer.start_token_id, *np.asarray(pipe.tokenizer(prompt)).tolist()]
+inputs = pipe.preprocessor.generate_preprocess([prompt], sequence_length=len(row) + 8)
+
+def app(decoder):
+    return [int(s.token_ids[0]) for s in decoder.stream([row], max_new_tokens=8, sampler=kga.Greedy(), stop_token_ids=())]
+
+def keras_hub():
+    out = causal_lm.make_generate_function()(inputs, stop_token_ids=None)["token_ids"]
+    return keras.ops.convert_to_numpy(out)[0, len(row):].tolist()
+
+decoder = Decoder(causal_lm)
+before = [app(decoder), keras_hub()]
+adapter = decoder._model
+table = causal_lm.backbone.token_embedding.embeddings
+table.assign(keras.ops.flip(table.value, axis=0))
+after = [app(decoder), keras_hub()]
+print(json.dumps({"before": before, "after": after, "rebuilt": decoder._model is not adapter,
+                  "adapter": type(adapter).__name__}))
+"""
+
+
+def test_weights_assigned_after_packing_are_used(tiny_preset):
+    from conftest import run_python
+
+    # bfloat16 on torch packs copies of the weights for oneDNN: a later assign must reach them.
+    done = run_python(STALE, str(tiny_preset))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["adapter"] == "TorchGemma3"
+    assert result["before"][0] == result["before"][1]
+    assert result["after"][0] == result["after"][1]
+    assert result["after"][0] != result["before"][0]
+    assert result["rebuilt"]
