@@ -2,7 +2,6 @@
 
 import json
 import pathlib
-import subprocess
 import sys
 import time
 
@@ -244,12 +243,13 @@ def test_gemma_1_and_2_models_stream_like_generate(generation):
 
 @pytest.mark.slow
 def test_real_model_greedy_stream_equals_generate_on_every_backend(real_preset, tmp_path):
-    for backend in ("jax", "tensorflow", "torch"):
+    from conftest import run_concurrently
+
+    backends = ("jax", "tensorflow", "torch")
+    runs = run_concurrently([[sys.executable, str(WORKER), backend, str(real_preset), str(tmp_path / f"{backend}.json")]
+                             for backend in backends])
+    for backend, done in zip(backends, runs):
         out = tmp_path / f"{backend}.json"
-        done = subprocess.run(
-            [sys.executable, str(WORKER), backend, str(real_preset), str(out)],
-            capture_output=True, text=True, timeout=900,
-        )
         assert done.returncode == 0, done.stderr[-3000:]
         result = json.loads(out.read_text())
         assert result["backend"] == backend

@@ -3,7 +3,6 @@ and what each level costs in perplexity."""
 
 import json
 import pathlib
-import subprocess
 import sys
 
 import pytest
@@ -20,16 +19,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def per_backend(real_preset, real_quantized, tmp_path_factory):
+    from conftest import run_concurrently
+
     out = tmp_path_factory.mktemp("quantized_runs")
+    commands = [[sys.executable, str(WORKER), backend, str(out / f"{backend}.json"), str(real_preset),
+                 str(real_quantized["int8"][0]), str(real_quantized["int4"][0]),
+                 *(["perplexity"] if backend == "torch" else [])] for backend in BACKENDS]
     results = {}
-    for backend in BACKENDS:
-        path = out / f"{backend}.json"
-        flags = ["perplexity"] if backend == "torch" else []
-        done = subprocess.run([sys.executable, str(WORKER), backend, str(path), str(real_preset),
-                               str(real_quantized["int8"][0]), str(real_quantized["int4"][0]), *flags],
-                              capture_output=True, text=True, timeout=1200)
+    for backend, done in zip(BACKENDS, run_concurrently(commands, timeout=1200)):
         assert done.returncode == 0, done.stderr[-3000:]
-        results[backend] = json.loads(path.read_text())
+        results[backend] = json.loads((out / f"{backend}.json").read_text())
     return results
 
 
