@@ -48,7 +48,7 @@ def _load_causal_lm(ref: ModelRef, dtype: str | None, offline: bool, progress=No
 
     if ref.kind == "preset":
         check_preset_name(ref.source, BUILTIN_PRESETS)
-    from keras_gemma_app.memory_guard import stored_quantization
+    from keras_gemma_app.quantized_preset import stored_quantization
 
     # KerasHub casts a preset to Keras's default float type unless told otherwise;
     # a preset saved quantized stays so.

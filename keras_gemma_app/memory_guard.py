@@ -19,6 +19,7 @@ from keras_gemma_app.hardware import Machine, detect_machine, format_bytes, pars
 from keras_gemma_app.kaggle_cache import KaggleHandle
 from keras_gemma_app.memory_estimate import BYTES_PER_PRECISION, RUNTIME_BYTES, estimate_memory
 from keras_gemma_app.model_ref import ModelRef
+from keras_gemma_app.quantized_preset import stored_quantization
 
 MEMORY_ENV = "KERAS_GEMMA_MEMORY"
 
@@ -37,16 +38,6 @@ def _read_json(path: pathlib.Path) -> dict:
     except (OSError, ValueError):
         return {}
     return loaded if isinstance(loaded, dict) else {}
-
-
-def stored_quantization(directory: str | os.PathLike) -> str | None:
-    """"int8" or "int4" when ``directory`` holds a preset saved quantized (int4 if it mixes both)."""
-    dtype = _read_json(pathlib.Path(directory) / "config.json").get("config", {}).get("dtype")
-    if not (isinstance(dtype, dict) and "DTypePolicyMap" in str(dtype.get("class_name"))):
-        return None
-    policies = (dtype.get("config") or {}).get("policy_map") or {}
-    modes = {str(p.get("config", {}).get("mode", "")).split("/")[0] for p in policies.values() if isinstance(p, dict)}
-    return next((mode for mode in ("int4", "int8") if mode in modes), None)
 
 
 def params_in_directory(directory: str | os.PathLike) -> int | None:

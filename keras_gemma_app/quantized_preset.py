@@ -28,22 +28,34 @@ def _with_compute_dtype(config: dict, dtype: str) -> dict:
     return config
 
 
-def _quantized_config(preset_dir) -> dict | None:
+def quantized_config(preset_dir) -> dict | None:
+    """The backbone config of a preset saved quantized (its dtype a ``DTypePolicyMap``); None otherwise."""
     path = pathlib.Path(preset_dir) / "config.json"
-    if not path.is_file():
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
-    config = json.loads(path.read_text())
-    dtype = config.get("config", {}).get("dtype")
-    if isinstance(dtype, dict) and "DTypePolicyMap" in dtype.get("class_name", ""):
+    dtype = config.get("config", {}).get("dtype") if isinstance(config, dict) else None
+    if isinstance(dtype, dict) and "DTypePolicyMap" in str(dtype.get("class_name")):
         return config
     return None
+
+
+def stored_quantization(preset_dir) -> str | None:
+    """"int8" or "int4" when ``preset_dir`` holds a preset saved quantized (int4 if it mixes both)."""
+    config = quantized_config(preset_dir)
+    if config is None:
+        return None
+    policies = (config["config"]["dtype"].get("config") or {}).get("policy_map") or {}
+    modes = {str(p.get("config", {}).get("mode", "")).split("/")[0] for p in policies.values() if isinstance(p, dict)}
+    return next((mode for mode in ("int4", "int8") if mode in modes), None)
 
 
 def dtype_policy_for(preset_dir, dtype: str):
     """The dtype to pass ``from_preset`` to run a quantized preset in ``dtype``; None if not quantized."""
     import keras
 
-    config = _quantized_config(preset_dir)
+    config = quantized_config(preset_dir)
     if config is None:
         return None
     return keras.saving.deserialize_keras_object(_with_compute_dtype(config, dtype)["config"]["dtype"])
@@ -54,7 +66,7 @@ def save_quantized_pipeline(pipe, out_dir, *, force: bool = False) -> pathlib.Pa
     dtype = str(pipe.causal_lm.compute_dtype)
     with staged_directory(out_dir, force=force, purpose="quantizing") as staged:
         pipe.causal_lm.save_to_preset(str(staged))
-        config = _quantized_config(staged)
+        config = quantized_config(staged)
         if config is not None:
             (staged / "config.json").write_text(json.dumps(_with_compute_dtype(config, dtype), indent=4))
     return pathlib.Path(out_dir)
