@@ -13,8 +13,15 @@ price is a second copy of the weights in memory.
 
 from __future__ import annotations
 
+import functools
 
 _OPS = {}
+
+
+def _product(x, weight):
+    import torch
+
+    return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
 
 
 def _linear_op():
@@ -27,7 +34,7 @@ def _linear_op():
     @torch.library.custom_op("keras_gemma_app::onednn_bf16_linear", mutates_args=(),
                              schema="(Tensor x, Tensor weight, int out_features) -> Tensor")
     def linear(x, weight, out_features):
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, None, "none", [], "")
+        return _product(x.contiguous(), weight)
 
     @linear.register_fake
     def _(x, weight, out_features):
@@ -37,6 +44,7 @@ def _linear_op():
     return linear
 
 
+@functools.cache
 def available() -> bool:
     """Whether this torch build and CPU run oneDNN's packed bfloat16 products."""
     import torch
@@ -71,7 +79,7 @@ class PackedBfloat16Linear:
         if torch.compiler.is_compiling():
             out = _linear_op()(flat, self._weight, self.out_features)
         else:  # the custom op's dispatch costs ~20 µs a call in eager mode
-            out = torch.ops.mkldnn._linear_pointwise(flat, self._weight, None, "none", [], "")
+            out = _product(flat, self._weight)
         return out.reshape(*x.shape[:-1], self.out_features)
 
     @property
