@@ -44,6 +44,7 @@ def _load_causal_lm(ref: ModelRef, dtype: str | None, offline: bool, progress=No
     import keras_hub
     from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
 
+    from keras_gemma_app import random_init
     from keras_gemma_app.memory_guard import check_fits
 
     if ref.kind == "preset":
@@ -68,7 +69,9 @@ def _load_causal_lm(ref: ModelRef, dtype: str | None, offline: bool, progress=No
         if policy is not None:
             kwargs["dtype"] = policy
     try:
-        causal_lm = keras_hub.models.CausalLM.from_preset(source, **kwargs)
+        # The preset's weights overwrite every initial value: skip drawing random ones.
+        with random_init.skipped():
+            causal_lm = keras_hub.models.CausalLM.from_preset(source, **kwargs)
     except (FileNotFoundError, ValueError, OSError) as error:
         if _is_network_error(error):
             raise OfflineError(

@@ -39,8 +39,12 @@ def import_transformers(hf_dir, out_dir, *, dtype: str | None = None, force: boo
     import keras_hub
 
     kwargs = {"dtype": dtype} if dtype else {}
+    from keras_gemma_app import random_init
+
     try:
-        causal_lm = keras_hub.models.CausalLM.from_preset(ref.source, **kwargs)
+        # The checkpoint's tensors overwrite every initial value: skip drawing random ones.
+        with random_init.skipped():
+            causal_lm = keras_hub.models.CausalLM.from_preset(ref.source, **kwargs)
     except (ValueError, KeyError, FileNotFoundError) as error:
         raise ConversionError(
             f"KerasHub cannot convert {str(hf_dir)!r}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
