@@ -201,7 +201,7 @@ def test_bad_arguments_raise_clear_errors(decoder, rows):
 
 
 def test_bucket_rounds_lengths_up():
-    assert [bucket(n) for n in (1, 64, 65, 70, 1024, 1025, 3000)] == [64, 64, 128, 128, 1024, 2048, 3072]
+    assert [bucket(n) for n in (1, 48, 49, 64, 65, 70, 1024, 1025, 3000)] == [48, 48, 64, 64, 128, 128, 1024, 2048, 3072]
 
 
 def test_import_does_not_import_keras():
