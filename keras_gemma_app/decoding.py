@@ -207,7 +207,8 @@ def _model_adapter(causal_lm):
     if keras.config.backend() in ("tensorflow", "jax"):
         from keras_gemma_app import xla_gemma3
 
-        # Quantized weights on both; float32 on TensorFlow (JAX compiles KerasHub's own layers well).
+        # Quantized weights on both; float32 and bfloat16 on TensorFlow (JAX compiles KerasHub's own
+        # layers well).
         if xla_gemma3.supports(causal_lm, quantized=True) or (
                 keras.config.backend() == "tensorflow" and xla_gemma3.supports(causal_lm)):
             return xla_gemma3.XlaGemma3(causal_lm)
@@ -477,20 +478,22 @@ class _StepProgram:
 
 
 class _TensorFlowProgram(_StepProgram):
-    """``tf.function`` prefill and step (graphs, not XLA); variables are captured.
+    """``tf.function`` prefill and step; variables are captured.
 
-    Not XLA: KerasHub's sliding-window mask slices at the cache index with
-    ``tf.slice``, which XLA specializes on its value, so every new position
-    compiled again (a first call of 100 s). Warm, XLA steps were faster in
-    float32 (61 against 82 ms) but slower in bfloat16 (132 against 62 ms: the
-    weight conversion, as on JAX).
+    XLA only for a model written for it (:mod:`xla_gemma3`, float32 or
+    quantized), graphs otherwise: KerasHub's sliding-window mask slices at the
+    cache index with ``tf.slice``, which XLA specializes on its value, so every
+    new position compiled again (a first call of 100 s). Warm, XLA steps were
+    faster in float32 (61 against 82 ms) but slower in bfloat16 (132 against
+    62 ms: XLA converts the weights to float32 at every call).
     """
 
     def __init__(self, model, sampler):
         import tensorflow as tf
 
         prefill, step = _computations(model, sampler)
-        # XLA where the model is written for it (float32 Gemma 3: one program per shape).
+        # XLA where the model is written for it (Gemma 3 in float32 or quantized: one program per
+        # shape); a graph otherwise.
         xla = getattr(model, "xla_friendly", False)
         self._prefill = tf.function(prefill, jit_compile=xla)
         self._step = tf.function(step, jit_compile=xla)

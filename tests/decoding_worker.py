@@ -36,7 +36,8 @@ def main(backend: str, preset: str, out: str, dtype: str = "float32") -> None:
             streamed[row].append(int(step.token_ids[row]))
     with open(out, "w") as file:
         json.dump({"backend": keras.config.backend(), "reference": reference, "streamed": streamed,
-                   "adapter": type(decoder._model).__name__}, file)
+                   "adapter": type(decoder._model).__name__,
+                   "xla": bool(getattr(decoder._model, "xla_friendly", False))}, file)
 
 
 if __name__ == "__main__":

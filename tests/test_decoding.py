@@ -245,15 +245,20 @@ def test_gemma_1_and_2_models_stream_like_generate(generation):
 def test_real_model_greedy_stream_equals_generate_on_every_backend(real_preset, tmp_path):
     from conftest import run_concurrently
 
-    backends = ("jax", "tensorflow", "torch")
-    runs = run_concurrently([[sys.executable, str(WORKER), backend, str(real_preset), str(tmp_path / f"{backend}.json")]
-                             for backend in backends])
-    for backend, done in zip(backends, runs):
-        out = tmp_path / f"{backend}.json"
+    # (backend, dtype, adapter); torch bfloat16 is held to KerasHub in test_torch_gemma3.
+    cases = [("jax", "float32", "_Gemma3Text"), ("tensorflow", "float32", "XlaGemma3"),
+             ("torch", "float32", "TorchGemma3"), ("tensorflow", "bfloat16", "XlaGemma3")]
+    runs = run_concurrently([[sys.executable, str(WORKER), backend, str(real_preset),
+                              str(tmp_path / f"{backend}-{dtype}.json"), dtype]
+                             for backend, dtype, _ in cases])
+    for (backend, dtype, adapter), done in zip(cases, runs):
         assert done.returncode == 0, done.stderr[-3000:]
-        result = json.loads(out.read_text())
+        result = json.loads((tmp_path / f"{backend}-{dtype}.json").read_text())
         assert result["backend"] == backend
-        # Each backend's fastest path: XLA-friendly keras ops on TensorFlow, plain torch on torch.
-        assert result["adapter"] == {"jax": "_Gemma3Text", "tensorflow": "XlaGemma3", "torch": "TorchGemma3"}[backend]
-        assert result["streamed"] == result["reference"], backend
+        # Each backend's fastest path: XLA-friendly keras ops on TensorFlow (compiled with XLA in
+        # float32, a graph in bfloat16), plain torch on torch.
+        assert result["adapter"] == adapter, backend
+        if backend == "tensorflow":
+            assert result["xla"] == (dtype == "float32"), dtype
+        assert result["streamed"] == result["reference"], (backend, dtype)
         assert [len(tokens) for tokens in result["streamed"]] == [24, 24]
