@@ -77,9 +77,10 @@ class _Layer:
         self.logit_soft_cap = attention.logit_soft_cap
         self.sliding_window = attention.sliding_window_size if attention.use_sliding_window_attention else None
         if attention.query_head_dim_normalize:
-            self.query_scale = float(1 / np.sqrt(attention.head_dim))
+            query_scale = float(1 / np.sqrt(attention.head_dim))
         else:
-            self.query_scale = float(1 / np.sqrt(attention.hidden_dim // attention.num_query_heads))
+            query_scale = float(1 / np.sqrt(attention.hidden_dim // attention.num_query_heads))
+        self.query_scale = torch.tensor(query_scale).to(dtype)
         # Quantized weights: projections through torch's packed int4/int8 kernels. bfloat16
         # weights: through oneDNN on weights packed once (KerasHub's values, faster).
         # Either way the query, key and value kernels run as one product, both gates as another.
@@ -157,12 +158,12 @@ def _projection(matrix, dense, dtype):
 
 
 def _rope(x, cos, sin):
-    """x: (b, t, heads, h); cos/sin: (t, h)."""
+    """x: (b, t, heads, h); cos/sin: (1, t, 1, h)."""
     import torch
 
     x1, x2 = torch.chunk(x, 2, dim=-1)
     half = torch.cat((-x2, x1), dim=-1)
-    return x * cos[None, :, None, :] + half * sin[None, :, None, :]
+    return x * cos + half * sin
 
 
 class TorchGemma3:
@@ -241,16 +242,20 @@ class TorchGemma3:
         if padding_mask is not None:
             mask = torch.minimum(torch.as_tensor(padding_mask).to(torch.int32)[:, None, :], mask)
         no_attended = torch.all(mask == 0, dim=-1, keepdim=True)[..., None]
-        sliding = {}
+        # Rows whose cache entry at ``index`` takes the new key and value.
+        keep = None if update_mask is None else torch.as_tensor(update_mask)[:, :, None, None]
+        # Per forward, not per layer: masks per sliding window, RoPE rows per RoPE setting.
+        sliding, rope = {}, {}
         caches = []
         for layer, (key_cache, value_cache) in zip(self.layers, cache):
             if layer.sliding_window is not None and layer.sliding_window not in sliding:
                 sliding[layer.sliding_window] = self._sliding(mask, layer.sliding_window, index, length, cache_length)
             layer_mask = sliding[layer.sliding_window] if layer.sliding_window is not None else mask > 0
-            cos, sin = self._rope_tables(layer, cache_length)
-            cos, sin = cos[index:index + length], sin[index:index + length]
+            if layer.rope not in rope:
+                cos, sin = self._rope_tables(layer, cache_length)
+                rope[layer.rope] = (cos[None, index:index + length, None, :], sin[None, index:index + length, None, :])
             x, layer_cache = self._block(layer, x, key_cache, value_cache, index, layer_mask, no_attended,
-                                         update_mask, cos, sin)
+                                         keep, *rope[layer.rope])
             caches.append(layer_cache)
         return _rms_norm(x, self.final_norm, self.final_epsilon, self.dtype), tuple(caches)
 
@@ -263,7 +268,7 @@ class TorchGemma3:
         band = (offset >= 1 - window) & (offset <= window - 1)
         return torch.logical_and(mask > 0, band[None])
 
-    def _block(self, layer: _Layer, x, key_cache, value_cache, index, mask, no_attended, update_mask, cos, sin):
+    def _block(self, layer: _Layer, x, key_cache, value_cache, index, mask, no_attended, keep, cos, sin):
         import torch
 
         dtype = self.dtype
@@ -291,8 +296,7 @@ class TorchGemma3:
             key_update = _rms_norm(key_update, layer.key_norm, layer.epsilon, dtype)
         key_update = _rope(key_update, cos, sin)
         length = x.shape[1]
-        if update_mask is not None:
-            keep = torch.as_tensor(update_mask)[:, :, None, None]
+        if keep is not None:
             key_update = torch.where(keep, key_update, key_cache[:, index:index + length])
             value_update = torch.where(keep, value_update, value_cache[:, index:index + length])
         # Written in place: the decoder hands each cache to one step only, and a copy per
@@ -301,7 +305,7 @@ class TorchGemma3:
         key[:, index:index + length] = key_update
         value[:, index:index + length] = value_update
 
-        query = query * torch.tensor(layer.query_scale).to(query.dtype)
+        query = query * layer.query_scale
         b, t, _, h = query.shape
         groups = layer.num_query_heads // layer.num_key_value_heads
         query = query.reshape(b, t, layer.num_key_value_heads, groups, h)
@@ -314,7 +318,7 @@ class TorchGemma3:
         scores = torch.softmax(scores, dim=-1)
         scores = torch.where(softmax_mask, scores, 0.0).to(logits_dtype)
         attended = torch.einsum("bkgts,bskh->btkgh", scores, value).reshape(b, t, layer.num_query_heads, h)
-        attended = torch.where(no_attended, torch.zeros_like(attended), attended)
+        attended = attended.masked_fill(no_attended, 0)
         if layer.packed:
             attention = layer.output_2d(attended.reshape(b, t, layer.num_query_heads * h))
         elif layer.fused:
