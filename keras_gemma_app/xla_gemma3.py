@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_gemma_app.quantization import quantization_mode, unpack_int4
+from keras_gemma_app.quantization import quantization_mode, quantization_of, unpack_int4
 
 
 def _rms_norm(x, scale, epsilon: float, dtype):
@@ -130,8 +130,7 @@ class XlaGemma3:
         self.backbone = backbone
         self.dtype = str(causal_lm.compute_dtype)
         # Whether to compile the steps with XLA (see the module's note on bfloat16).
-        quantized = any(quantization_mode(layer) for layer in backbone._flatten_layers(include_self=False))
-        self.xla_friendly = quantized or self.dtype == "float32"
+        self.xla_friendly = quantization_of(causal_lm) is not None or self.dtype == "float32"
 
     def empty_cache(self, batch: int, length: int):
         from keras import ops
