@@ -6,7 +6,8 @@ backbone is quantized: every ``EinsumDense`` kernel and the tied embedding.
 - ``int8``: Keras's int8, one scale per output channel; Keras also quantizes
   the activations of each product to int8 on the fly.
 - ``int4``: Keras's int4 with groups of :data:`INT4_BLOCK_SIZE` inputs, a
-  scale and a zero point per group (weights only).
+  scale and a zero point per group (weights only), each group's scale and
+  zero point chosen by error search (:mod:`keras_gemma_app.int4_grid`).
 
 On the torch backend the app runs quantized Gemma 3 through torch's packed
 int4/int8 CPU kernels (weights only, bfloat16 products; see
@@ -17,6 +18,7 @@ is a Keras-native preset that loads directly, with no quantizing at start.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import warnings
 
@@ -78,16 +80,20 @@ def quantize(causal_lm, mode: str) -> None:
             f"load it without --quantize, or quantize the original float model."
         )
     config = None
+    grids = contextlib.nullcontext()
     if mode == "int4":
         from keras.quantizers import Int4QuantizationConfig
 
+        from keras_gemma_app.int4_grid import searched
+
         config = Int4QuantizationConfig(block_size=INT4_BLOCK_SIZE)
+        grids = searched()
     # Keras runs a full garbage collection as each layer drops its float kernel: with TensorFlow
     # and KerasHub loaded that is ~0.23 s a layer (30 of 36 s for Gemma 3 270M). Objects alive
     # now are moved out of the collector's sight meanwhile, so each collection sees only new garbage.
     gc.freeze()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), grids:
             # Keras warns once for every layer with nothing to quantize (norms, dropout, inputs).
             warnings.filterwarnings("ignore", message=r"Layer .* does not have a `quantize` method")
             causal_lm.backbone.quantize(mode, config=config)

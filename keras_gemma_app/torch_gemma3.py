@@ -92,18 +92,19 @@ class _Layer:
             kernel = torch_packed.dense_kernel if self.packed else (lambda dense: dense.kernel.value)
             q, k, v = (kernel(attention.query_dense), kernel(attention.key_dense), kernel(attention.value_dense))
             self.qkv_split = (q.shape[0] * q.shape[2], k.shape[0] * k.shape[2], v.shape[0] * v.shape[2])
-            qkv = torch.cat([self._as_matrix(q), self._as_matrix(k), self._as_matrix(v)], dim=1)
-            self.qkv_2d = _projection(qkv, attention.query_dense, dtype)
-            gates = torch.cat([kernel(block.gating_ffw), kernel(block.gating_ffw_2)], dim=1)
-            self.gates_2d = _projection(gates, block.gating_ffw, dtype)
-            self.linear_2d = _projection(kernel(block.ffw_linear), block.ffw_linear, dtype)
+            self.qkv_2d = _projection([self._as_matrix(q), self._as_matrix(k), self._as_matrix(v)],
+                                      [attention.query_dense, attention.key_dense, attention.value_dense], dtype)
+            self.gates_2d = _projection([kernel(block.gating_ffw), kernel(block.gating_ffw_2)],
+                                        [block.gating_ffw, block.gating_ffw_2], dtype)
+            self.linear_2d = _projection([kernel(block.ffw_linear)], [block.ffw_linear], dtype)
         if self.packed:
             o = torch_packed.dense_kernel(attention.output_dense)
-            self.output_2d = _projection(o.reshape(-1, o.shape[-1]), attention.output_dense, dtype)
+            self.output_2d = _projection([o.reshape(-1, o.shape[-1])], [attention.output_dense], dtype)
         elif self.fused:
             # torch's einsum sums over head_dim-major (h, n) pairs: the same order keeps its values.
             o = attention.output_dense.kernel.value
-            self.output_2d = _projection(o.permute(1, 0, 2).reshape(-1, o.shape[-1]), attention.output_dense, dtype)
+            self.output_2d = _projection([o.permute(1, 0, 2).reshape(-1, o.shape[-1])], [attention.output_dense],
+                                         dtype)
         # In float32 the projections run as (in, out) matrix products, about 7% faster than the
         # batched einsums, with the einsums' exact values (the tests hold this to KerasHub's
         # tokens).
@@ -143,18 +144,24 @@ def _float_kernel(dense):
     return None if torch_packed.quantization_mode(dense) else dense.kernel.value
 
 
-def _projection(matrix, dense, dtype):
-    """``x @ matrix`` for the fused path: torch's int kernels when ``dense`` is quantized, else oneDNN's."""
+def _projection(matrices, denses, dtype):
+    """``x @ [m1 m2 …]`` (outputs side by side) for the fused path: torch's int kernels when the
+    layers are quantized (int4: Keras's own values, see :func:`torch_packed.int4_parts`), else oneDNN's."""
     import torch
 
-    mode = torch_packed.quantization_mode(dense)
+    modes = {torch_packed.quantization_mode(dense) for dense in denses}
+    if modes == {"int4"}:
+        return torch_packed.PackedLinear.from_int4_parts(
+            [torch_packed.int4_parts(dense, matrix) for dense, matrix in zip(denses, matrices)])
+    matrix = matrices[0] if len(matrices) == 1 else torch.cat(matrices, dim=1)
+    mode = torch_packed.quantization_mode(denses[0])
     if mode is None:
         matrix = matrix.to(dtype)
         if dtype == torch.bfloat16 and onednn_linear.available():
             return onednn_linear.PackedBfloat16Linear(matrix)
         matrix = matrix.contiguous()
         return lambda x: (x.reshape(-1, x.shape[-1]) @ matrix).reshape(*x.shape[:-1], matrix.shape[1])
-    return torch_packed.PackedLinear.from_matrix(matrix, mode, torch_packed.int4_block_size(dense))
+    return torch_packed.PackedLinear.from_matrix(matrix, mode, torch_packed.int4_block_size(denses[0]))
 
 
 def _rope(x, cos, sin):

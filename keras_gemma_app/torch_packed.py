@@ -124,6 +124,55 @@ def _embedding_chunk(layer, start: int, stop: int):
     return embedding_rows(layer, torch.arange(start, stop), torch.float32)
 
 
+def _torch_scale_zero(scale, zero):
+    """Keras's ``(v - z) * s`` as the int4 kernel's ``(q - 8) * scale + zero`` with ``q = v + 8``:
+    (groups, out, 2) float32 from scale and zero laid out (groups, out)."""
+    import torch
+
+    scale = scale.to(torch.float32)
+    return torch.stack([scale, -zero.to(torch.float32) * scale], dim=-1)
+
+
+def int4_parts(dense, matrix):
+    """4-bit codes (out, in) int32 in 0..15 and (groups, out, 2) scale/zero for an int4 ``EinsumDense``.
+
+    ``matrix`` is the layer's dequantized (in, out) matrix as the caller multiplies it. When it is
+    Keras's own flat view of the kernel (its groups then run along the matrix's inputs) Keras's
+    values, scales and zero points carry over exactly; otherwise (the multi-head query kernel) the
+    matrix is quantized again, grouped along its inputs, by :mod:`keras_gemma_app.int4_grid`'s search.
+    """
+    import numpy as np
+    import torch
+
+    group = int4_block_size(dense)
+    columns = dense._int4_unpacked_column_size
+    values = unpack_int4(dense._kernel.value, columns).to(torch.float32)
+    if group is not None and group in INT4_GROUPS and matrix.shape == values.shape:
+        groups = dense.g_idx.value.to(torch.int64)
+        scale = dense.kernel_scale.value.to(torch.float32)
+        zero = dense.kernel_zero.value.to(torch.float32)
+        if torch.equal(matrix.to(torch.float32), (values - zero[groups]) * scale[groups]):
+            return (values + 8).to(torch.int32).transpose(0, 1).contiguous(), _torch_scale_zero(scale, zero)
+    from keras_gemma_app.int4_grid import quantize_grouped
+
+    group = group if group in INT4_GROUPS else _fallback_group(matrix.shape[0])
+    values, scale, zero = (torch.as_tensor(np.asarray(part)) for part in
+                           quantize_grouped(matrix.to(torch.float32).numpy(), group, to_numpy=True))
+    return (values.to(torch.int32) + 8).transpose(0, 1).contiguous(), _torch_scale_zero(scale, zero)
+
+
+def _embedding_int4_chunks(layer, group: int):
+    """(codes (rows, dim), scale/zero (groups, rows, 2)) blocks of a Keras int4 embedding, exactly."""
+    import torch
+
+    for start in range(0, layer.input_dim, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, layer.input_dim)
+        values = unpack_int4(layer._embeddings.value[start:stop], layer.output_dim)
+        scale = layer.embeddings_scale.value[start:stop].transpose(0, 1)
+        zero = layer.embeddings_zero.value[start:stop].transpose(0, 1)
+        yield (values.to(torch.int32) + 8), _torch_scale_zero(scale, zero)
+
+
 class PackedLinear:
     """``x @ W`` with ``W`` (in, out) held as packed int4 or int8 for torch's CPU kernels.
 
@@ -131,7 +180,8 @@ class PackedLinear:
     matrix never sits in float32 whole.
     """
 
-    def __init__(self, mode: str, group: int | None, out_features: int, in_features: int, row_blocks):
+    def __init__(self, mode: str, group: int | None, out_features: int, in_features: int, row_blocks,
+                 int4_blocks=None):
         import torch
 
         # The kernels are fast with bfloat16 activations only (float32: 30x slower for int4 here).
@@ -145,8 +195,9 @@ class PackedLinear:
         packed, params = [], []
         if mode == "int4":
             self.group = group if group in INT4_GROUPS and in_features % group == 0 else _fallback_group(in_features)
-            for rows in row_blocks:
-                q, scale_zero = _int4_rows(rows, self.group)
+            if int4_blocks is None:
+                int4_blocks = (_int4_rows(rows, self.group) for rows in row_blocks)
+            for q, scale_zero in int4_blocks:
                 packed.append(torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 2))
                 params.append(scale_zero)
             self.weight = torch.cat(packed, dim=0)
@@ -181,9 +232,23 @@ class PackedLinear:
         return cls(mode, group, out_features, in_features, blocks)
 
     @classmethod
+    def from_int4_parts(cls, parts):
+        """From :func:`int4_parts` of several layers side by side (outputs concatenated)."""
+        import torch
+
+        codes = torch.cat([q for q, _ in parts], dim=0)
+        scale_zero = torch.cat([sz for _, sz in parts], dim=1)
+        out_features, in_features = codes.shape
+        group = in_features // scale_zero.shape[0]
+        return cls("int4", group, out_features, in_features, None, int4_blocks=[(codes, scale_zero)])
+
+    @classmethod
     def from_embedding(cls, layer, mode: str, group: int | None):
         """The reverse projection of a Keras embedding: hidden (…, dim) -> logits (…, vocabulary)."""
         vocabulary, dim = layer.input_dim, layer.output_dim
+        if mode == "int4" and group in INT4_GROUPS and dim % group == 0:
+            # Keras's groups run along the embedding's features: its values carry over exactly.
+            return cls(mode, group, vocabulary, dim, None, int4_blocks=_embedding_int4_chunks(layer, group))
         blocks = (_embedding_chunk(layer, i, min(i + _CHUNK_ROWS, vocabulary))
                   for i in range(0, vocabulary, _CHUNK_ROWS))
         return cls(mode, group, vocabulary, dim, blocks)

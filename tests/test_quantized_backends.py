@@ -54,7 +54,8 @@ def test_perplexity_cost_of_each_level(per_backend):
     base = levels["float32"]["perplexity"]
     # int8 (weights only, one scale per output) is within 2% of float32.
     assert abs(levels["int8"]["perplexity"] / base - 1) < 0.02
-    # int4 (groups of 32) costs more. This model's float weights are themselves a 4-bit
-    # (Q4_K_M) file dequantized, so a second 4-bit rounding adds its full error: measured
-    # +40-50% here, not the 10% a 16-bit original usually keeps.
-    assert base < levels["int4"]["perplexity"] < 1.6 * base
+    # int4 (groups of 32, each group's grid chosen by error search) costs more. This model's
+    # float weights are themselves llama.cpp's Q4_K_M file dequantized (most projections on a
+    # 5-bit grid), so a second, 4-bit rounding adds its full error: measured +18-20% here
+    # (+45-48% with Keras's minimum/maximum grids), not the 10% a 16-bit original usually keeps.
+    assert base < levels["int4"]["perplexity"] < 1.25 * base

@@ -116,3 +116,55 @@ def test_reads_back_what_keras_quantized():
         assert report[mode]["mode"] == mode
         assert report[mode]["rows_vs_keras"] < 1e-6
         assert 0 < report[mode]["kernel_vs_float"] < (0.15 if mode == "int4" else 0.01)
+
+
+KERAS_INT4 = r"""
+import json, keras, numpy as np, torch
+from keras.quantizers import Int4QuantizationConfig
+from keras_gemma_app import torch_packed
+from keras_gemma_app.quantization import unpack_int4
+rng = np.random.default_rng(0)
+config = Int4QuantizationConfig(block_size=32)
+report = {}
+for name, equation, shape in (("gate", "btd,df->btf", (None, 96)), ("query", "btd,ndh->btnh", (None, 4, 32))):
+    dense = keras.layers.EinsumDense(equation, output_shape=shape)
+    dense.build((1, 1, 64))
+    dense.quantize("int4", config=config)
+    kernel = torch_packed.dense_kernel(dense)
+    matrix = kernel if kernel.ndim == 2 else kernel.permute(1, 0, 2).reshape(kernel.shape[1], -1)
+    codes, scale_zero = torch_packed.int4_parts(dense, matrix)
+    values = unpack_int4(dense._kernel.value, dense._int4_unpacked_column_size).to(torch.int32)
+    groups = torch.arange(matrix.shape[0]) // 32
+    read = ((codes.transpose(0, 1) - 8) * scale_zero[groups, :, 0] + scale_zero[groups, :, 1])
+    x = torch.as_tensor(rng.normal(size=(3, 64)).astype("float32")).to(torch.bfloat16).to(torch.float32)
+    packed = torch_packed.PackedLinear.from_int4_parts([(codes, scale_zero)])
+    report[name] = {
+        "codes_are_keras": bool(codes.shape == values.T.shape and torch.equal(codes, values.T + 8)),
+        "read_vs_matrix": float((read - matrix).abs().max() / matrix.abs().max()),
+        "product_vs_matrix": float((packed(x) - x @ matrix).abs().max() / (x @ matrix).abs().max()),
+    }
+embedding = keras.layers.ReversibleEmbedding(128, 64)
+embedding.build((1, 1))
+embedding.quantize("int4", config=config)
+table = torch_packed.embedding_rows(embedding, torch.arange(128), torch.float32)
+head = torch_packed.PackedLinear.from_embedding(embedding, "int4", 32)
+x = torch.as_tensor(rng.normal(size=(2, 64)).astype("float32")).to(torch.bfloat16).to(torch.float32)
+report["head_vs_table"] = float((head(x) - x @ table.T).abs().max() / (x @ table.T).abs().max())
+print(json.dumps(report))
+"""
+
+
+def test_int4_parts_carry_keras_values_over_exactly_where_groups_align():
+    done = run_python(KERAS_INT4, env={"KERAS_BACKEND": "torch"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    # A 2-D kernel: Keras's groups run along its inputs, so its codes and grid carry over.
+    assert report["gate"]["codes_are_keras"]
+    assert report["gate"]["read_vs_matrix"] < 1e-6
+    # The multi-head query kernel: Keras grouped a reshaped view, so it is quantized again along
+    # its inputs (a second rounding, visible but small).
+    assert not report["query"]["codes_are_keras"]
+    assert 1e-4 < report["query"]["read_vs_matrix"] < 0.15
+    # Through torch's kernel: bfloat16 products and scales, about 3 significant digits.
+    assert report["gate"]["product_vs_matrix"] < 0.02
+    assert report["head_vs_table"] < 0.02
