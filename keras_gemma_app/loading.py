@@ -126,8 +126,8 @@ def load(
         force: load even when the model looks too large for the memory free
             (by default that raises :class:`InsufficientMemoryError` first).
         quantize: "int8" or "int4" to quantize the weights after loading
-            (Keras ``quantize``; about a minute for 270M parameters on a
-            2-core CPU); save the result with :func:`save_quantized` to
+            (Keras ``quantize``; about half a minute for 270M parameters
+            on a 2-core CPU); save the result with :func:`save_quantized` to
             skip that at the next start. None keeps the weights as stored.
 
     Returns:

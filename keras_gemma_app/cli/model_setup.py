@@ -39,7 +39,7 @@ def load_model(console, ref: ModelRef, backend: str, **options):
     prepare_model(console, ref)
     doing = f"Loading {ref.text} on {backend}"
     if options.get("quantize"):
-        doing += f" and quantizing it to {options['quantize']} (about a minute for 270M parameters)"
+        doing += f" and quantizing it to {options['quantize']} (about half a minute for 270M parameters)"
     with status(console, doing + "…"):
         start = time.perf_counter()
         pipe = load(ref.text, backend=backend, **options)

@@ -35,7 +35,7 @@ def model_options(function):
         click.option("--dtype", type=click.Choice(DTYPES), default=None,
                      help="Compute dtype [default: the preset's]."),
         click.option("--quantize", type=click.Choice(QUANTIZE_MODES), default=None,
-                     help="Quantize the weights after loading (about a minute for 270M; "
+                     help="Quantize the weights after loading (about half a minute for 270M; "
                           "`keras-gemma quantize` saves a quantized copy that loads directly)."),
         click.option("--offline", is_flag=True, default=None,
                      help="Never use the network; fail clearly if the model is not cached "
