@@ -11,10 +11,13 @@ output). This module takes the values a Keras quantized layer stands for — its
 own dequantization, exactly — and re-packs them for those kernels, grouped
 along the real input features.
 
-For layers whose Keras groups already run along the input features (the
+For int4 layers whose Keras groups already run along the input features (the
 feed-forward and output kernels, single-head keys and values, the tied
-embedding) the int4 values come back on the same 16-level grid, so nothing is
-lost; the multi-head query kernel is re-grouped, a second rounding.
+embedding) Keras's 4-bit values, scales and zero points carry over as they are
+(:func:`int4_parts`), so nothing is lost; the multi-head query kernel is
+re-grouped and quantized again by :mod:`keras_gemma_app.int4_grid`'s search, a
+second rounding. int8 layers are re-packed from their dequantized values (one
+scale per output, as Keras's).
 """
 
 from __future__ import annotations
