@@ -8,7 +8,9 @@ cache) as direct torch calls, in the same order, so it gives KerasHub's numbers
 bit for bit, faster. float32 runs on the Keras variables themselves; bfloat16
 runs its products on copies packed once for oneDNN (:mod:`onednn_linear`, the
 same values: Gemma 3 270M decodes ~1.5× faster, for a second copy of the
-weights in memory), rebuilt when the Keras weights are assigned.
+weights in memory), rebuilt when the Keras weights are assigned. Quantized
+(int8/int4) weights run through torch's packed kernels
+(:mod:`torch_packed`), with float32 activations whatever the compute dtype.
 
 It mirrors ``keras_hub.src.models.gemma3`` (KerasHub 0.32): ``RMSNormalization``,
 ``CachedGemma3Attention`` (query/key norm, RoPE, sliding window, grouped
@@ -24,6 +26,7 @@ import os
 import numpy as np
 
 from keras_gemma_app import onednn_linear, torch_packed
+from keras_gemma_app.quantization import QUANTIZE_MODES, quantization_of
 
 
 # Set to 1 to run each decoder block through torch.compile.
@@ -189,6 +192,11 @@ class TorchGemma3:
         backbone = causal_lm.backbone
         self.causal_lm = causal_lm
         self.dtype = getattr(torch, str(causal_lm.compute_dtype))
+        if quantization_of(causal_lm) in QUANTIZE_MODES:
+            # Every product then runs in torch's packed kernels on bfloat16 inputs, whatever the
+            # activations' dtype; the rest of the step (norms, RoPE, attention, the cache) is faster
+            # in float32 on a CPU. Gemma 3 270M int4: forward and logits 19.7-20.4 -> 17.3-18.1 ms.
+            self.dtype = torch.float32
         self.embedding = backbone.token_embedding
         embedding_mode = torch_packed.quantization_mode(self.embedding)
         if embedding_mode is None:
