@@ -39,19 +39,22 @@ _COLUMNS = 8192
 _LOW, _HIGH = -8, 7
 
 
-def _keras_choice(groups, low, high, epsilon):
-    """Keras's minimum/maximum choice (its numpy path), for comparison: values, scale, zero."""
-    scale = (high - low + epsilon) / (_HIGH - _LOW)
-    zero = np.clip(np.round(-low / scale) + _LOW, _LOW, _HIGH)
-    values = np.clip(np.round(groups / scale) + zero, _LOW, _HIGH)
-    return values, scale, zero
+def _keras_choice(groups, epsilon):
+    """Keras's own minimum/maximum choice for the chunk (its function, numpy path): values, scale, zero."""
+    from keras import ops, quantizers
+
+    n_groups, block, columns = groups.shape
+    parts = quantizers.abs_max_quantize_grouped_with_zero_point(
+        groups.reshape(n_groups * block, columns), block_size=block, epsilon=epsilon, to_numpy=True)
+    values, scale, zero = (np.asarray(ops.convert_to_numpy(part), dtype=np.float32) for part in parts)
+    return values.reshape(groups.shape), scale[:, None, :], zero[:, None, :]
 
 
 def _search_chunk(groups, epsilon):
     """groups: (n_groups, block, columns) float32 -> values, scale, zero of the best candidate."""
     low = groups.min(axis=1, keepdims=True)
     high = groups.max(axis=1, keepdims=True)
-    best_values, best_scale, best_zero = _keras_choice(groups, low, high, epsilon)
+    best_values, best_scale, best_zero = _keras_choice(groups, epsilon)
     best_error = np.square((best_values - best_zero) * best_scale - groups).sum(axis=1, keepdims=True)
     span = np.maximum(high - low, epsilon)
     for steps in STEP_CANDIDATES:
@@ -84,8 +87,9 @@ def quantize_grouped(inputs, block_size, value_range=(_LOW, _HIGH), dtype="int8"
 
     if tuple(value_range) != (_LOW, _HIGH):
         # keras.quantizers keeps Keras's function even while searched() holds.
-        return quantizers.abs_max_quantize_grouped_with_zero_point(inputs, block_size, value_range=value_range, dtype=dtype,
-                                  to_numpy=to_numpy, **({} if epsilon is None else {"epsilon": epsilon}))
+        extra = {} if epsilon is None else {"epsilon": epsilon}
+        return quantizers.abs_max_quantize_grouped_with_zero_point(
+            inputs, block_size, value_range=value_range, dtype=dtype, to_numpy=to_numpy, **extra)
     epsilon = backend.epsilon() if epsilon is None else epsilon
     original_dtype = backend.standardize_dtype(inputs.dtype)
     matrix = np.asarray(ops.convert_to_numpy(inputs), dtype=np.float32)
