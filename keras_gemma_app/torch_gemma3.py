@@ -10,7 +10,9 @@ runs its products on copies packed once for oneDNN (:mod:`onednn_linear`, the
 same values: Gemma 3 270M decodes ~1.5× faster, for a second copy of the
 weights in memory), rebuilt when the Keras weights are assigned. Quantized
 (int8/int4) weights run through torch's packed kernels
-(:mod:`torch_packed`), with float32 activations whatever the compute dtype.
+(:mod:`torch_packed`), with float32 activations whatever the compute dtype, and
+decode one token at a time through a shorter path (:meth:`TorchGemma3._step_block`:
+the same computation in a third of the torch calls).
 
 It mirrors ``keras_hub.src.models.gemma3`` (KerasHub 0.32): ``RMSNormalization``,
 ``CachedGemma3Attention`` (query/key norm, RoPE, sliding window, grouped
@@ -120,6 +122,14 @@ class _Layer:
         if rope.rope_type != "linear":
             raise NotImplementedError(f"RoPE type {rope.rope_type!r} is not supported here.")
         self.rope = (float(rope.max_wavelength), float(rope.scaling_factor))
+        # The one-token step's query and key norms as one norm over both: its gains side by side,
+        # the query scale folded into the query's (a scalar commutes with RoPE).
+        ones = torch.ones(self.head_dim, dtype=torch.float32)
+        query_gain = (self.query_norm if self.query_norm is not None else ones) * query_scale
+        key_gain = self.key_norm if self.key_norm is not None else ones
+        self.query_key_gain = torch.cat([query_gain.expand(self.num_query_heads, -1),
+                                         key_gain.expand(self.num_key_value_heads, -1)]).contiguous()
+        self.norm_query_key = self.query_norm is not None
 
     @staticmethod
     def _as_matrix(kernel):
@@ -213,6 +223,7 @@ class TorchGemma3:
         self.final_epsilon = backbone.layer_norm.epsilon
         self.hidden_dim = backbone.hidden_dim
         self.layers = [_Layer(block, self.dtype) for block in backbone.transformer_layers]
+        self.lean_step = all(layer.packed for layer in self.layers)
         # Packed copies do not follow later changes to the Keras weights: remember what they were made from.
         self._sources = [(v, v.value, v.value._version) for v in backbone.weights]
         self._tables: dict[tuple, tuple] = {}
@@ -250,6 +261,8 @@ class TorchGemma3:
         cache_length = cache[0][0].shape[1]
         x = torch_packed.embedding_rows(self.embedding, token_ids.long(), self.dtype)
         x = x * torch.sqrt(torch.tensor(self.hidden_dim)).to(torch.float32).to(x.dtype)
+        if length == 1 and padding_mask is None and self.lean_step:
+            return self._step(x, cache, index, update_mask)
         # The causal mask, merged with the padding mask (as merge_padding_and_attention_mask does).
         i = torch.arange(length, dtype=torch.float32)[:, None] + float(index)
         j = torch.arange(cache_length, dtype=torch.float32)[None, :]
@@ -273,6 +286,71 @@ class TorchGemma3:
                                          keep, *rope[layer.rope])
             caches.append(layer_cache)
         return _rms_norm(x, self.final_norm, self.final_epsilon, self.dtype), tuple(caches)
+
+    def _step(self, x, cache, index: int, update_mask):
+        """One token per row at position ``index``, all layers: :meth:`_step_block` on each."""
+        import torch
+
+        # Rows whose cache entry at ``index`` takes the new key and value (all of them, mostly).
+        keep = None
+        if update_mask is not None:
+            update_mask = torch.as_tensor(update_mask)
+            if not bool(update_mask.all()):
+                keep = update_mask[:, :, None, None]
+        rope = {}
+        caches = []
+        for layer, (key_cache, value_cache) in zip(self.layers, cache):
+            if layer.rope not in rope:
+                cos, sin = self._rope_tables(layer, key_cache.shape[1])
+                half = layer.head_dim // 2
+                # rotate_half(x) * sin as roll(x, half) * (-sin, sin).
+                rope[layer.rope] = (cos[index], torch.cat([-sin[index, :half], sin[index, half:]]))
+            start = 0 if layer.sliding_window is None else max(0, index - layer.sliding_window + 1)
+            x = self._step_block(layer, x, key_cache, value_cache, index, start, keep, *rope[layer.rope])
+            caches.append((key_cache, value_cache))
+        return _rms_norm(x, self.final_norm, self.final_epsilon, self.dtype), tuple(caches)
+
+    @staticmethod
+    def _step_block(layer: _Layer, x, key_cache, value_cache, index: int, start: int, keep, cos, sin):
+        """:meth:`_block` for one token per row, in fewer torch calls: attention over the cache's
+        entries ``start..index`` only (what the causal and sliding-window masks leave, so no masks),
+        one norm over the query and key heads together, RoPE as a roll."""
+        import torch
+
+        rms_norm = torch.nn.functional.rms_norm
+        b, _, d = x.shape
+        q_heads, kv_heads, h = layer.num_query_heads, layer.num_key_value_heads, layer.head_dim
+        qkv = layer.qkv_2d(rms_norm(x, (d,), layer.pre_attention_norm, layer.epsilon).reshape(b, d))
+        query_key = qkv[:, :(q_heads + kv_heads) * h].reshape(b, q_heads + kv_heads, h)
+        if layer.norm_query_key:
+            query_key = rms_norm(query_key, (h,), None, layer.epsilon)
+        query_key = query_key * layer.query_key_gain
+        query_key = torch.addcmul(query_key * cos, torch.roll(query_key, h // 2, dims=-1), sin)
+        key_update = query_key[:, q_heads:].reshape(b, 1, kv_heads, h)
+        value_update = qkv[:, (q_heads + kv_heads) * h:].reshape(b, 1, kv_heads, h)
+        if keep is not None:
+            key_update = torch.where(keep, key_update, key_cache[:, index:index + 1])
+            value_update = torch.where(keep, value_update, value_cache[:, index:index + 1])
+        key_cache[:, index:index + 1] = key_update
+        value_cache[:, index:index + 1] = value_update
+        # (b, kv_heads, entries, h) views of the cache; queries grouped by the key/value head they share.
+        key = key_cache[:, start:index + 1].permute(0, 2, 1, 3)
+        value = value_cache[:, start:index + 1].permute(0, 2, 1, 3)
+        query = query_key[:, :q_heads].reshape(b, kv_heads, q_heads // kv_heads, h)
+        logits = torch.matmul(query, key.transpose(-1, -2))
+        if layer.logit_soft_cap is not None:
+            logits = torch.tanh(logits / layer.logit_soft_cap) * layer.logit_soft_cap
+        scores = torch.softmax(logits.to(torch.float32), dim=-1).to(logits.dtype)
+        attention = layer.output_2d(torch.matmul(scores, value).reshape(b, 1, q_heads * h))
+        if layer.post_attention_norm is not None:
+            attention = rms_norm(attention, (d,), layer.post_attention_norm, layer.epsilon)
+        attention_x = x + attention
+        x1, x2 = torch.chunk(layer.gates_2d(rms_norm(attention_x, (d,), layer.pre_ffw_norm, layer.epsilon)), 2,
+                             dim=-1)
+        out = layer.linear_2d(torch.nn.functional.gelu(x1, approximate="tanh") * x2)
+        if layer.post_ffw_norm is not None:
+            out = rms_norm(out, (d,), layer.post_ffw_norm, layer.epsilon)
+        return out + attention_x
 
     @staticmethod
     def _sliding(mask, window: int, index: int, length: int, cache_length: int):

@@ -128,3 +128,47 @@ def test_weights_assigned_after_packing_are_used(tiny_preset):
     assert result["after"][0] == result["after"][1]
     assert result["after"][0] != result["before"][0]
     assert result["rebuilt"]
+
+
+STEP = r"""
+import json, sys
+import torch
+import keras_gemma_app as kga
+kga.use_backend("torch")
+from keras_gemma_app.decoding import _model_adapter
+adapter = _model_adapter(kga.load(sys.argv[1], quantize="int4").causal_lm)
+torch.manual_seed(0)
+prompt = torch.randint(4, 300, (2, 40))
+errors, kept = [], []
+with torch.inference_mode():
+    _, cache = adapter.forward(prompt, adapter.empty_cache(2, 48), 0)
+    # Inside the sliding window (16 here), at its edge and past it.
+    for index in (3, 15, 16, 40, 47):
+        results = []
+        for lean in (False, True):
+            adapter.lean_step = lean
+            copy = tuple((k.clone(), v.clone()) for k, v in cache)
+            # The second row keeps its cache entry at ``index`` (a longer prompt's token).
+            hidden, copy = adapter.forward(torch.tensor([[7], [9]]), copy, index,
+                                           update_mask=torch.tensor([[True], [False]]))
+            results.append((hidden, copy))
+        (general, general_cache), (lean, lean_cache) = results
+        errors.append(float((lean - general).norm() / general.norm()))
+        kept.append(all(torch.equal(new[1][1:, index], old[1][1:, index])
+                        for new, old in zip(lean_cache, cache)))
+print(json.dumps({"lean_step": type(adapter).__name__ == "TorchGemma3", "errors": errors, "kept": kept}))
+"""
+
+
+def test_one_token_step_computes_what_the_masked_block_does(tiny_preset):
+    from conftest import run_python
+
+    # Quantized models decode one token through a shorter path (no masks, attention over the
+    # filled window only); it must compute what the general block computes, up to the bfloat16
+    # rounding of the packed products' inputs.
+    done = run_python(STEP, str(tiny_preset))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["lean_step"]
+    assert max(result["errors"]) < 0.02, result["errors"]
+    assert all(result["kept"])
