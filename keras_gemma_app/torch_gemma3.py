@@ -52,6 +52,18 @@ def _rms_norm(x, gain, epsilon: float, dtype):
     return normed.to(dtype)
 
 
+def _lean_norm(x, gain, epsilon, residual=None):
+    """``residual + rms_norm(x) * gain`` (float32) in five torch calls: the norm of each row once,
+    ``rsqrt(norm² / size + epsilon)`` from it. A gain of None leaves ``x`` as it is."""
+    import torch
+
+    if gain is None:
+        return x if residual is None else x + residual
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    normed = x * torch.rsqrt(torch.addcmul(epsilon, norm, norm, value=1 / x.shape[-1]))
+    return normed * gain if residual is None else torch.addcmul(residual, normed, gain)
+
+
 class _Layer:
     """One decoder block's weights and settings, read from the Keras layer."""
 
@@ -61,6 +73,7 @@ class _Layer:
         attention = block.attention
         self.dtype = dtype
         self.epsilon = block.layer_norm_epsilon
+        self.epsilon_tensor = torch.tensor(self.epsilon, dtype=torch.float32)
         self.pre_attention_norm = _gain(block.pre_attention_norm.scale.value)
         self.post_attention_norm = _gain(block.post_attention_norm.scale.value
                                          if block.use_post_attention_norm else None)
@@ -298,33 +311,49 @@ class TorchGemma3:
             if not bool(update_mask.all()):
                 keep = update_mask[:, :, None, None]
         rope = {}
-        caches = []
-        for layer, (key_cache, value_cache) in zip(self.layers, cache):
+        for layer in self.layers:
             if layer.rope not in rope:
-                cos, sin = self._rope_tables(layer, key_cache.shape[1])
-                half = layer.head_dim // 2
-                # rotate_half(x) * sin as roll(x, half) * (-sin, sin).
-                rope[layer.rope] = (cos[index], torch.cat([-sin[index, :half], sin[index, half:]]))
+                cos, signed_sin = self._step_rope_tables(layer, cache[0][0].shape[1])
+                rope[layer.rope] = (cos[index], signed_sin[index])
+        rows = tuple(rope[layer.rope] for layer in self.layers)
+        x = self._step_layers(x, cache, index, keep, rows)
+        return _rms_norm(x, self.final_norm, self.final_epsilon, self.dtype), cache
+
+    def _step_layers(self, x, cache, index: int, keep, rope_rows):
+        for layer, (key_cache, value_cache), (cos, sin) in zip(self.layers, cache, rope_rows):
             start = 0 if layer.sliding_window is None else max(0, index - layer.sliding_window + 1)
-            x = self._step_block(layer, x, key_cache, value_cache, index, start, keep, *rope[layer.rope])
-            caches.append((key_cache, value_cache))
-        return _rms_norm(x, self.final_norm, self.final_epsilon, self.dtype), tuple(caches)
+            x = self._step_block(layer, x, key_cache, value_cache, index, start, keep, cos, sin)
+        return x
+
+    def _step_rope_tables(self, layer: _Layer, length: int):
+        """cos and ``(-sin, sin)`` halves for positions 0..length-1: rotate_half(x) * sin is
+        roll(x, half) * (-sin, sin)."""
+        import torch
+
+        key = ("step", layer.rope, length)
+        if key not in self._tables:
+            cos, sin = self._rope_tables(layer, length)
+            half = layer.head_dim // 2
+            self._tables[key] = (cos, torch.cat([-sin[:, :half], sin[:, half:]], dim=-1))
+        return self._tables[key]
 
     @staticmethod
     def _step_block(layer: _Layer, x, key_cache, value_cache, index: int, start: int, keep, cos, sin):
         """:meth:`_block` for one token per row, in fewer torch calls: attention over the cache's
         entries ``start..index`` only (what the causal and sliding-window masks leave, so no masks),
-        one norm over the query and key heads together, RoPE as a roll."""
+        one norm over the query and key heads together (its gain holding the query scale), RoPE as
+        a roll, norms as :func:`_lean_norm`, each residual added by the norm before it."""
         import torch
 
-        rms_norm = torch.nn.functional.rms_norm
         b, _, d = x.shape
         q_heads, kv_heads, h = layer.num_query_heads, layer.num_key_value_heads, layer.head_dim
-        qkv = layer.qkv_2d(rms_norm(x, (d,), layer.pre_attention_norm, layer.epsilon).reshape(b, d))
+        epsilon = layer.epsilon_tensor
+        qkv = layer.qkv_2d(_lean_norm(x, layer.pre_attention_norm, epsilon).reshape(b, d))
         query_key = qkv[:, :(q_heads + kv_heads) * h].reshape(b, q_heads + kv_heads, h)
         if layer.norm_query_key:
-            query_key = rms_norm(query_key, (h,), None, layer.epsilon)
-        query_key = query_key * layer.query_key_gain
+            query_key = _lean_norm(query_key, layer.query_key_gain, epsilon)
+        else:
+            query_key = query_key * layer.query_key_gain
         query_key = torch.addcmul(query_key * cos, torch.roll(query_key, h // 2, dims=-1), sin)
         key_update = query_key[:, q_heads:].reshape(b, 1, kv_heads, h)
         value_update = qkv[:, (q_heads + kv_heads) * h:].reshape(b, 1, kv_heads, h)
@@ -342,15 +371,11 @@ class TorchGemma3:
             logits = torch.tanh(logits / layer.logit_soft_cap) * layer.logit_soft_cap
         scores = torch.softmax(logits.to(torch.float32), dim=-1).to(logits.dtype)
         attention = layer.output_2d(torch.matmul(scores, value).reshape(b, 1, q_heads * h))
-        if layer.post_attention_norm is not None:
-            attention = rms_norm(attention, (d,), layer.post_attention_norm, layer.epsilon)
-        attention_x = x + attention
-        x1, x2 = torch.chunk(layer.gates_2d(rms_norm(attention_x, (d,), layer.pre_ffw_norm, layer.epsilon)), 2,
-                             dim=-1)
+        attention_x = _lean_norm(attention, layer.post_attention_norm, epsilon, residual=x)
+        gates = layer.gates_2d(_lean_norm(attention_x, layer.pre_ffw_norm, epsilon))
+        x1, x2 = torch.chunk(gates, 2, dim=-1)
         out = layer.linear_2d(torch.nn.functional.gelu(x1, approximate="tanh") * x2)
-        if layer.post_ffw_norm is not None:
-            out = rms_norm(out, (d,), layer.post_ffw_norm, layer.epsilon)
-        return out + attention_x
+        return _lean_norm(out, layer.post_ffw_norm, epsilon, residual=attention_x)
 
     @staticmethod
     def _sliding(mask, window: int, index: int, length: int, cache_length: int):

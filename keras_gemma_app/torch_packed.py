@@ -33,7 +33,7 @@ INT4_GROUPS = (32, 64, 128, 256)
 _OPS = {}
 
 
-def _packed_ops():
+def register_ops():
     """The two kernels as custom ops, registered once torch is loaded.
 
     torch.compile's own lowering of ``_weight_int4pack_mm_for_cpu`` may hand the
@@ -216,16 +216,19 @@ class PackedLinear:
             self.scale = torch.cat(params).to(dtype)
 
     def __call__(self, x):
-        """x: (..., in) -> (..., out), in x's dtype; the product runs in bfloat16."""
+        """x: (..., in) -> (..., out), in x's dtype; the product runs in bfloat16.
+
+        Eager torch calls the kernels themselves (a custom op's dispatch costs ~15 us a call); code
+        that torch.compile traces calls them as the custom ops of :func:`register_ops`.
+        """
         import torch
 
         shape = x.shape
         flat = x.reshape(-1, shape[-1]).to(self.dtype)
         if torch.compiler.is_compiling():
-            ops = _packed_ops()
+            ops = register_ops()
             int4, int8 = ops["int4"], ops["int8"]
         else:
-            # Eager: the kernels themselves (a custom op's dispatch costs ~15 us a call).
             flat = flat.contiguous()
             int4, int8 = torch.ops.aten._weight_int4pack_mm_for_cpu, torch.ops.aten._weight_int8pack_mm
         if self.mode == "int4":

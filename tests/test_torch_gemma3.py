@@ -51,13 +51,19 @@ from keras_gemma_app.decoding import _model_adapter
 pipe = kga.load(sys.argv[1])
 adapter = _model_adapter(pipe.causal_lm)
 from keras_gemma_app.perplexity import token_ids
-ids = torch.tensor(token_ids(pipe.causal_lm, "The capital of France is")[None])
+row = token_ids(pipe.causal_lm, "The capital of France is")
+# Two rows: the second's product inputs are not the first's memory.
+ids = torch.tensor(np.stack([row, row[::-1]]))
 with torch.inference_mode():
     for _ in range(2):  # the second call runs what the first compiled
-        hidden, _ = adapter.forward(ids, adapter.empty_cache(1, ids.shape[1]), 0)
-        logits = adapter.logits(hidden[:, -1:]).float().numpy().reshape(-1)
+        hidden, cache = adapter.forward(ids, adapter.empty_cache(2, ids.shape[1] + 4), 0)
+        logits = [adapter.logits(hidden[:, -1]).float().numpy()]
+        for step in range(4):  # one-token steps, fed the same tokens in both runs
+            token, index = ids[:, step:step + 1], ids.shape[1] + step
+            hidden, cache = adapter.forward(token, cache, index, update_mask=torch.tensor([[True], [True]]))
+            logits.append(adapter.logits(hidden[:, -1]).float().numpy())
 print(json.dumps({"compiled": hasattr(adapter._block, "_torchdynamo_orig_callable"),
-                  "logits": logits.tolist()}))
+                  "logits": np.stack(logits).tolist()}))
 """
 
 
@@ -76,10 +82,11 @@ def test_torch_compile_opt_in_computes_the_eager_logits(real_quantized, tmp_path
         assert done.returncode == 0, done.stderr[-3000:]
         runs[flag] = json.loads(done.stdout.strip().splitlines()[-1])
     assert runs[None]["compiled"] is False and runs["1"]["compiled"] is True
+    # (prompt + 4 steps, 2 rows, vocabulary)
     eager, compiled = np.array(runs[None]["logits"]), np.array(runs["1"]["logits"])
     # Fused kernels round bfloat16 differently: the same logits to bfloat16 precision, not bit for bit,
     # so greedy text may part at a near tie after a few tokens.
-    assert np.argmax(compiled) == np.argmax(eager)
+    assert (np.argmax(compiled, axis=-1) == np.argmax(eager, axis=-1)).mean() >= 0.8
     assert np.max(np.abs(compiled - eager)) < 0.05 * np.max(np.abs(eager))
 
 
