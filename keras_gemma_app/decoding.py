@@ -228,9 +228,14 @@ def _model_adapter(causal_lm):
 def _pick(sampler, logits, tokens, prompt_mask, position):
     """Samples one token per row; rows whose prompt covers ``position`` keep their prompt token."""
     from keras import ops
+    from keras_hub.samplers import GreedySampler
 
-    probabilities = sampler.compute_probabilities(logits)
-    sampled = ops.cast(sampler.get_next_token(probabilities), "int32")
+    if type(sampler) is GreedySampler:
+        # The largest logit is the largest probability: no softmax over the vocabulary (262k for
+        # Gemma 3; ~0.2 ms a token on a CPU).
+        sampled = ops.cast(ops.argmax(logits, axis=-1), "int32")
+    else:
+        sampled = ops.cast(sampler.get_next_token(sampler.compute_probabilities(logits)), "int32")
     # A gather, not a slice: XLA (TensorFlow) would compile a slice anew for every position.
     forced = ops.take(tokens, position, axis=1)
     keep = ops.take(prompt_mask, position, axis=1)
