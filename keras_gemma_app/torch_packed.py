@@ -22,7 +22,7 @@ scale per output, as Keras's).
 
 from __future__ import annotations
 
-from keras_gemma_app.quantization import quantization_mode, unpack_int4
+from keras_gemma_app.quantization import quantization_mode
 
 # Rows re-packed at a time: bounds the float32 scratch for the 262k-row embedding.
 _CHUNK_ROWS = 16384
@@ -88,7 +88,7 @@ def dense_kernel(layer):
         return layer._kernel.value.to(torch.float32) / scale.to(torch.float32)
     scale = layer.kernel_scale.value.to(torch.float32)
     columns = layer._int4_unpacked_column_size
-    values = unpack_int4(layer._kernel.value, columns).to(torch.float32)
+    values = unpack_int4_rows(layer._kernel.value, columns).to(torch.float32)
     if int4_block_size(layer) is None:
         flat = values / scale
     else:
@@ -110,7 +110,7 @@ def embedding_rows(layer, ids, dtype):
         rows = layer._embeddings.value[ids].to(torch.float32) / scale[..., None]
         return rows.to(dtype)
     columns = layer.output_dim
-    values = unpack_int4(layer._embeddings.value[ids], columns).to(torch.float32)
+    values = unpack_int4_rows(layer._embeddings.value[ids], columns).to(torch.float32)
     block = int4_block_size(layer)
     if block is None:
         rows = values / scale[..., None]
@@ -119,6 +119,20 @@ def embedding_rows(layer, ids, dtype):
         zero = layer.embeddings_zero.value[ids].to(torch.float32)
         rows = (values - zero[..., groups]) * scale[..., groups]
     return rows.to(dtype)
+
+
+def unpack_int4_rows(packed, columns: int):
+    """Keras's int4 packing along the last axis undone in torch (what Keras's ``unpack_int4`` gives,
+    int8 in [-8, 7]), in a few torch calls instead of Keras ops: 0.18 -> 0.03 ms for an embedding row.
+
+    Keras keeps the element at an even position in a byte's low nibble, the next one in its high
+    nibble, both signed.
+    """
+    import torch
+
+    low = torch.bitwise_right_shift(torch.bitwise_left_shift(packed, 4), 4)
+    high = torch.bitwise_right_shift(packed, 4)
+    return torch.stack([low, high], dim=-1).reshape(*packed.shape[:-1], -1)[..., :columns]
 
 
 def _embedding_chunk(layer, start: int, stop: int):
@@ -149,7 +163,7 @@ def int4_parts(dense, matrix):
 
     group = int4_block_size(dense)
     columns = dense._int4_unpacked_column_size
-    values = unpack_int4(dense._kernel.value, columns).to(torch.float32)
+    values = unpack_int4_rows(dense._kernel.value, columns).to(torch.float32)
     if group is not None and group in INT4_GROUPS and matrix.shape == values.shape:
         groups = dense.g_idx.value.to(torch.int64)
         scale = dense.kernel_scale.value.to(torch.float32)
@@ -170,7 +184,7 @@ def _embedding_int4_chunks(layer, group: int):
 
     for start in range(0, layer.input_dim, _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, layer.input_dim)
-        values = unpack_int4(layer._embeddings.value[start:stop], layer.output_dim)
+        values = unpack_int4_rows(layer._embeddings.value[start:stop], layer.output_dim)
         scale = layer.embeddings_scale.value[start:stop].transpose(0, 1)
         zero = layer.embeddings_zero.value[start:stop].transpose(0, 1)
         yield (values.to(torch.int32) + 8), _torch_scale_zero(scale, zero)

@@ -168,3 +168,21 @@ def test_int4_parts_carry_keras_values_over_exactly_where_groups_align():
     # Through torch's kernel: bfloat16 products and scales, about 3 significant digits.
     assert report["gate"]["product_vs_matrix"] < 0.02
     assert report["head_vs_table"] < 0.02
+
+
+@pytest.mark.parametrize("columns", [7, 8])
+def test_int4_rows_unpack_as_keras_unpacks_them(columns):
+    from keras.quantizers import pack_int4, unpack_int4
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(-8, 8, size=(300, columns)).astype(np.int8)
+    packed, _, _ = pack_int4(values, axis=-1)
+    packed = np.asarray(packed)
+    # Every byte a packed row can hold, and rows Keras packed.
+    every_byte = np.arange(-128, 128, dtype=np.int8).reshape(64, 4)
+    for rows, width in ((packed, columns), (every_byte, 8)):
+        keras_values = np.asarray(unpack_int4(rows, width, axis=-1, dtype="int8"))
+        ours = torch_packed.unpack_int4_rows(torch.as_tensor(rows), width).numpy()
+        assert ours.dtype == np.int8
+        np.testing.assert_array_equal(ours, keras_values)
+    np.testing.assert_array_equal(torch_packed.unpack_int4_rows(torch.as_tensor(packed), columns).numpy(), values)
