@@ -225,8 +225,9 @@ def _model_adapter(causal_lm):
 # --- The two computations, written once in keras ops. ---
 
 
-def _pick(sampler, logits, tokens, prompt_mask, position):
-    """Samples one token per row; rows whose prompt covers ``position`` keep their prompt token."""
+def _pick(sampler, logits, tokens, prompt_mask, position, past_prompts=False):
+    """Samples one token per row; rows whose prompt covers ``position`` keep their prompt token
+    (none do when ``past_prompts``)."""
     from keras import ops
     from keras_hub.samplers import GreedySampler
 
@@ -236,6 +237,8 @@ def _pick(sampler, logits, tokens, prompt_mask, position):
         sampled = ops.cast(ops.argmax(logits, axis=-1), "int32")
     else:
         sampled = ops.cast(sampler.get_next_token(sampler.compute_probabilities(logits)), "int32")
+    if past_prompts:
+        return sampled
     # A gather, not a slice: XLA (TensorFlow) would compile a slice anew for every position.
     forced = ops.take(tokens, position, axis=1)
     keep = ops.take(prompt_mask, position, axis=1)
@@ -253,15 +256,19 @@ def _computations(model, sampler):
         logits = model.logits(ops.take(hidden, last, axis=1))
         return _pick(sampler, logits, tokens, prompt_mask, last + 1), cache
 
-    def step(token, index, cache, tokens, prompt_mask):
-        """Feeds ``token`` at position ``index``; returns the token at ``index + 1``."""
+    def step(token, index, cache, tokens, prompt_mask, past_prompts=False):
+        """Feeds ``token`` at position ``index``; returns the token at ``index + 1``.
+
+        ``past_prompts``: ``index`` is past every prompt (a Python bool; eager programs only), so no
+        row keeps a prompt entry or token and the masks need not be read.
+        """
         update_mask = None
-        if model.uses_update_mask:
+        if model.uses_update_mask and not past_prompts:
             # Prompt positions keep the keys and values the prefill wrote.
             update_mask = ops.logical_not(ops.take(prompt_mask, index, axis=1))[:, None]
         hidden, cache = model.forward(token[:, None], cache, index, update_mask=update_mask)
         logits = model.logits(hidden[:, 0, :])
-        return _pick(sampler, logits, tokens, prompt_mask, index + 1), cache
+        return _pick(sampler, logits, tokens, prompt_mask, index + 1, past_prompts), cache
 
     return prefill, step
 
@@ -469,6 +476,7 @@ class _StepProgram:
         token, cache = self.prefill(self.tensor(prompt_tokens), tokens, prompt_mask, position)
         rng = self.get_rng()
         position += 1
+        longest = int(tracker.lengths.max())
         while True:
             yield tracker.record(self.to_numpy(token), position)
             if tracker.done:
@@ -476,7 +484,7 @@ class _StepProgram:
             # The seed state lives in the sampler's variables: set it per step, so
             # that other streams run in between do not disturb this one.
             self.set_rng(rng)
-            token, cache = self.step(token, position, cache, tokens, prompt_mask)
+            token, cache = self.step(token, position, cache, tokens, prompt_mask, past_prompts=position >= longest)
             rng = self.get_rng()
             position += 1
         return rng
@@ -522,9 +530,10 @@ class _TensorFlowProgram(_StepProgram):
 
         return self._prefill(prompt_tokens, tokens, prompt_mask, tf.constant(last, tf.int32))
 
-    def step(self, token, index, cache, tokens, prompt_mask):
+    def step(self, token, index, cache, tokens, prompt_mask, past_prompts=False):
         import tensorflow as tf
 
+        # One traced step for every position: the masks are read in the graph.
         return self._step(token, tf.constant(index, tf.int32), cache, tokens, prompt_mask)
 
     @staticmethod
@@ -569,11 +578,11 @@ class _TorchProgram(_StepProgram):
         with torch.inference_mode():
             return self._prefill(prompt_tokens, tokens, prompt_mask, int(last))
 
-    def step(self, token, index, cache, tokens, prompt_mask):
+    def step(self, token, index, cache, tokens, prompt_mask, past_prompts=False):
         import torch
 
         with torch.inference_mode():
-            return self._step(token, int(index), cache, tokens, prompt_mask)
+            return self._step(token, int(index), cache, tokens, prompt_mask, past_prompts)
 
     @staticmethod
     def to_numpy(token):

@@ -235,6 +235,7 @@ class TorchGemma3:
         self.final_norm = _gain(backbone.layer_norm.scale.value)
         self.final_epsilon = backbone.layer_norm.epsilon
         self.hidden_dim = backbone.hidden_dim
+        self._embedding_scale = torch.sqrt(torch.tensor(self.hidden_dim)).to(torch.float32).to(self.dtype)
         self.layers = [_Layer(block, self.dtype) for block in backbone.transformer_layers]
         self.lean_step = all(layer.packed for layer in self.layers)
         # Packed copies do not follow later changes to the Keras weights: remember what they were made from.
@@ -273,7 +274,7 @@ class TorchGemma3:
         batch, length = token_ids.shape
         cache_length = cache[0][0].shape[1]
         x = torch_packed.embedding_rows(self.embedding, token_ids.long(), self.dtype)
-        x = x * torch.sqrt(torch.tensor(self.hidden_dim)).to(torch.float32).to(x.dtype)
+        x = x * self._embedding_scale
         if length == 1 and padding_mask is None and self.lean_step:
             return self._step(x, cache, index, update_mask)
         # The causal mask, merged with the padding mask (as merge_padding_and_attention_mask does).
