@@ -322,6 +322,7 @@ class TorchGemma3:
         return _rms_norm(x, self.final_norm, self.final_epsilon, self.dtype), cache
 
     def _step_layers(self, x, cache, index: int, keep, rope_rows):
+        """The decoder blocks for one token, each attending from its window's first entry."""
         for layer, (key_cache, value_cache), (cos, sin) in zip(self.layers, cache, rope_rows):
             start = 0 if layer.sliding_window is None else max(0, index - layer.sliding_window + 1)
             x = self._step_block(layer, x, key_cache, value_cache, index, start, keep, cos, sin)
