@@ -12,7 +12,7 @@ weights in memory), rebuilt when the Keras weights are assigned. Quantized
 (int8/int4) weights run through torch's packed kernels
 (:mod:`torch_packed`), with float32 activations whatever the compute dtype, and
 decode one token at a time through a shorter path (:meth:`TorchGemma3._step_block`:
-the same computation in a third of the torch calls).
+the same computation in half the torch kernel calls).
 
 It mirrors ``keras_hub.src.models.gemma3`` (KerasHub 0.32): ``RMSNormalization``,
 ``CachedGemma3Attention`` (query/key norm, RoPE, sliding window, grouped
