@@ -225,13 +225,12 @@ def _model_adapter(causal_lm):
 # --- The two computations, written once in keras ops. ---
 
 
-def _pick(sampler, logits, tokens, prompt_mask, position, past_prompts=False):
+def _pick(sampler, logits, tokens, prompt_mask, position, past_prompts=False, greedy=False):
     """Samples one token per row; rows whose prompt covers ``position`` keep their prompt token
-    (none do when ``past_prompts``)."""
+    (none do when ``past_prompts``). ``greedy``: ``sampler`` is KerasHub's greedy sampler."""
     from keras import ops
-    from keras_hub.samplers import GreedySampler
 
-    if type(sampler) is GreedySampler:
+    if greedy:
         # The largest logit is the largest probability: no softmax over the vocabulary (262k for
         # Gemma 3; ~0.2 ms a token on a CPU).
         sampled = ops.cast(ops.argmax(logits, axis=-1), "int32")
@@ -247,6 +246,9 @@ def _pick(sampler, logits, tokens, prompt_mask, position, past_prompts=False):
 
 def _computations(model, sampler):
     from keras import ops
+    from keras_hub.samplers import GreedySampler
+
+    greedy = type(sampler) is GreedySampler
 
     def prefill(prompt_tokens, tokens, prompt_mask, last):
         """Fills the cache with the prompts; returns the token after position ``last``."""
@@ -254,7 +256,7 @@ def _computations(model, sampler):
         cache = model.empty_cache(batch, length)
         hidden, cache = model.forward(prompt_tokens, cache, 0, padding_mask=prompt_mask)
         logits = model.logits(ops.take(hidden, last, axis=1))
-        return _pick(sampler, logits, tokens, prompt_mask, last + 1), cache
+        return _pick(sampler, logits, tokens, prompt_mask, last + 1, greedy=greedy), cache
 
     def step(token, index, cache, tokens, prompt_mask, past_prompts=False):
         """Feeds ``token`` at position ``index``; returns the token at ``index + 1``.
@@ -268,7 +270,7 @@ def _computations(model, sampler):
             update_mask = ops.logical_not(ops.take(prompt_mask, index, axis=1))[:, None]
         hidden, cache = model.forward(token[:, None], cache, index, update_mask=update_mask)
         logits = model.logits(hidden[:, 0, :])
-        return _pick(sampler, logits, tokens, prompt_mask, index + 1, past_prompts), cache
+        return _pick(sampler, logits, tokens, prompt_mask, index + 1, past_prompts, greedy), cache
 
     return prefill, step
 

@@ -143,7 +143,6 @@ class _Layer:
         key_gain = self.key_norm if self.key_norm is not None else ones
         self.query_key_gain = torch.cat([query_gain.expand(self.num_query_heads, -1),
                                          key_gain.expand(self.num_key_value_heads, -1)]).contiguous()
-        self.norm_query_key = self.query_norm is not None
 
     @staticmethod
     def _as_matrix(kernel):
@@ -353,7 +352,7 @@ class TorchGemma3:
         epsilon = layer.epsilon_tensor
         qkv = layer.qkv_2d(_lean_norm(x, layer.pre_attention_norm, epsilon).reshape(b, d))
         query_key = qkv[:, :(q_heads + kv_heads) * h].reshape(b, q_heads + kv_heads, h)
-        if layer.norm_query_key:
+        if layer.query_norm is not None:
             query_key = _lean_norm(query_key, layer.query_key_gain, epsilon)
         else:
             query_key = query_key * layer.query_key_gain
