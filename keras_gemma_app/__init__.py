@@ -26,6 +26,8 @@ _EXPORTS = {
     "Completion": "keras_gemma_app.pipeline",
     "fim_prompt": "keras_gemma_app.templates",
     "import_gguf": "keras_gemma_app.gguf_import",
+    "connect": "keras_gemma_app.server_client",
+    "ModelServer": "keras_gemma_app.model_server",
     # Choosing a model
     "list_models": "keras_gemma_app.catalogue",
     "benchmark": "keras_gemma_app.bench",
@@ -58,6 +60,7 @@ _EXPORTS = {
     "InsufficientMemoryError": "keras_gemma_app.errors",
     "KaggleAccessError": "keras_gemma_app.errors",
     "QuantizationError": "keras_gemma_app.errors",
+    "ServerError": "keras_gemma_app.errors",
 }
 
 __all__ = sorted(_EXPORTS)

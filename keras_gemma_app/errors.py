@@ -48,3 +48,7 @@ class KaggleAccessError(KerasGemmaError):
 
 class QuantizationError(SettingsError):
     """A quantization mode that does not apply to this model or backend."""
+
+
+class ServerError(KerasGemmaError):
+    """A model server that went away or failed while answering."""

@@ -174,3 +174,27 @@ def real_quantized(real_preset, tmp_path_factory) -> dict:
         presets[mode] = (save_quantized_pipeline(pipe, out / f"gemma3_270m_{mode}"), tokens)
         del pipe
     return presets
+
+
+def free_address() -> str:
+    """A local HOST:PORT that nothing listens on now."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_pipe, tiny_preset):
+    """``tiny_pipe`` served by an in-process :class:`ModelServer` on a free port (in a thread)."""
+    import threading
+
+    from keras_gemma_app.model_server import ModelServer
+    from keras_gemma_app.model_ref import parse_model
+
+    server = ModelServer(tiny_pipe, source=parse_model(str(tiny_preset)).source, address="127.0.0.1:0")
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    yield server
+    server.close()
+    thread.join(timeout=10)

@@ -151,3 +151,26 @@ def test_system_template_and_fim_flags(invoke, tiny_preset, tiny_pipe):
     assert line["prompt"] == "<|fim_prefix|>def add(a, b):<|fim_suffix|>\n<|fim_middle|>"
     both = invoke("generate", "-m", str(tiny_preset), "--fim-prefix", "x", "hello")
     assert both.exit_code == 2 and "either prompts or --fim-prefix" in both.stderr
+
+
+def test_a_running_server_holding_the_model_is_used(invoke, tiny_server, tiny_preset, tiny_pipe, monkeypatch):
+    monkeypatch.setenv("KERAS_GEMMA_HOST", tiny_server.address)
+    served = invoke("generate", "-m", str(tiny_preset), "--max-new-tokens", "5", "--json", "--seed", "4",
+                    "--top-k", "3", "hello", "world")
+    assert served.exit_code == 0, served.output
+    assert f"Using the model served at {tiny_server.address}" in served.stderr and "Loading" not in served.stderr
+    import keras_gemma_app as kga
+
+    expected = tiny_pipe.generate(["hello", "world"], max_new_tokens=5, sampler=kga.TopK(k=3, seed=4))
+    assert [json.loads(line)["completion"] for line in served.stdout.splitlines()] == expected
+    streamed = invoke("generate", "-m", str(tiny_preset), "--max-new-tokens", "5", "--stream", "hello")
+    assert streamed.stdout == tiny_pipe.generate("hello", max_new_tokens=5) + "\n"
+    assert f"served at {tiny_server.address}" in streamed.stderr
+
+
+@pytest.mark.parametrize("flags", [("--dtype", "bfloat16"), ("--no-server",), ("--template", "gemma3")])
+def test_a_server_holding_it_otherwise_is_not_used(invoke, tiny_server, tiny_preset, monkeypatch, flags):
+    monkeypatch.setenv("KERAS_GEMMA_HOST", tiny_server.address)
+    result = invoke("generate", "-m", str(tiny_preset), "--max-new-tokens", "2", *flags, "hello")
+    assert result.exit_code == 0, result.output
+    assert "Loading" in result.stderr and "Using the model served" not in result.stderr

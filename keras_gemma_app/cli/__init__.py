@@ -17,6 +17,7 @@ from keras_gemma_app.errors import KerasGemmaError
 VERBS = {
     "generate": "keras_gemma_app.cli.generate:generate",
     "chat": "keras_gemma_app.cli.chat:chat",
+    "serve": "keras_gemma_app.cli.serve:serve",
     "show-prompt": "keras_gemma_app.cli.show_prompt:show_prompt",
     "list": "keras_gemma_app.cli.list_models:list_models",
     "show": "keras_gemma_app.cli.show:show",

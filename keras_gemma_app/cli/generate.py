@@ -64,13 +64,18 @@ def collect_prompts(arguments: tuple[str, ...], prompts_file) -> list[str]:
 @click.option("--stream/--no-stream", default=None,
               help="Print tokens as they come [default: when stdout is a terminal and there is one prompt].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
+@click.option("--no-server", is_flag=True,
+              help="Load the model in this process even when `keras-gemma serve` holds it.")
 @quiet_option
 def generate(prompts, model, backend, dtype, quantize, offline, force, prompts_file, max_new_tokens, sampler_flags,
-             stop_token_ids, stop_strings, system, template, raw, fim_prefix, fim_suffix, stream, as_json, quiet):
+             stop_token_ids, stop_strings, system, template, raw, fim_prefix, fim_suffix, stream, as_json, no_server,
+             quiet):
     """Complete PROMPTS and print only the completions on stdout.
 
     Several prompts (repeated arguments, --prompts-file, or lines on standard
-    input) are generated as one batch.
+    input) are generated as one batch. When `keras-gemma serve` holds the same
+    model, the prompts go to it and nothing is loaded here (--no-server: load
+    anyway).
 
     \b
     Examples:
@@ -90,9 +95,17 @@ def generate(prompts, model, backend, dtype, quantize, offline, force, prompts_f
     ref, chosen = check_model_options(model, backend, dtype, quantize)
 
     console = stderr_console(quiet)
-    pipe, load_seconds = load_model(console, ref, chosen, dtype=dtype, quantize=quantize, sampler=sampler, offline=offline,
-                                    template=template, force=force)
-    options = dict(max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids, stop=stop_strings,
+    server = None if no_server else running_server(ref, backend=backend, dtype=dtype, quantize=quantize,
+                                                     template=template)
+    if server is not None:
+        pipe, chosen, origin = server, server.backend, f"served at {server.address}"
+        console.print(f"[dim]Using the model served at {server.address} "
+                      f"({server.info['backend']} · {server.info['dtype']}).[/dim]")
+    else:
+        pipe, load_seconds = load_model(console, ref, chosen, dtype=dtype, quantize=quantize, sampler=sampler,
+                                        offline=offline, template=template, force=force)
+        origin = f"loaded in {load_seconds:.1f} s"
+    options = dict(max_new_tokens=max_new_tokens, sampler=sampler, stop_token_ids=stop_token_ids, stop=stop_strings,
                    system=system, raw=raw or fim)
     if stream is None:
         stream = sys.stdout.isatty() and len(batch) == 1 and not as_json
@@ -106,9 +119,17 @@ def generate(prompts, model, backend, dtype, quantize, offline, force, prompts_f
         seconds = results[0].seconds
     console.print(
         f"[dim]{ref.text} · {chosen}{' · ' + pipe.quantization if pipe.quantization else ''} · "
-        f"loaded in {load_seconds:.1f} s · "
+        f"{origin} · "
         f"{new_tokens} tokens in {seconds:.2f} s ({new_tokens / max(seconds, 1e-9):.1f} tok/s)[/dim]"
     )
+
+
+def running_server(ref, **settings):
+    """The running `keras-gemma serve` that holds ``ref`` with ``settings`` (None: any), else None."""
+    from keras_gemma_app.server_client import connect
+
+    server = connect(timeout=1.0)
+    return server if server is not None and server.serves(ref.source, **settings) else None
 
 
 def stream_to_stdout(pipe, prompt: str, options: dict) -> tuple[int, float]:
