@@ -174,3 +174,38 @@ def test_a_server_holding_it_otherwise_is_not_used(invoke, tiny_server, tiny_pre
     result = invoke("generate", "-m", str(tiny_preset), "--max-new-tokens", "2", *flags, "hello")
     assert result.exit_code == 0, result.output
     assert "Loading" in result.stderr and "Using the model served" not in result.stderr
+
+
+def test_keep_alive_starts_a_server_that_the_next_generate_uses(invoke, tiny_preset, tiny_pipe, tmp_path,
+                                                                monkeypatch):
+    import os
+    import signal
+
+    import keras_gemma_app as kga
+    from conftest import free_address
+
+    address = free_address()
+    monkeypatch.setenv("KERAS_GEMMA_HOST", address)
+    monkeypatch.setenv("KERAS_GEMMA_CACHE", str(tmp_path))
+    args = ("generate", "-m", str(tiny_preset), "--max-new-tokens", "5", "--keep-alive", "5m", "hello")
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert "Starting a server that keeps" in first.stderr
+    server = kga.connect(address)
+    assert server is not None
+    try:
+        monkeypatch.setenv("KERAS_GEMMA_KEEP_ALIVE", "5m")  # the variable does what the flag does
+        second = invoke(*args[:-3], "hello")
+        assert second.exit_code == 0, second.output
+        assert "Starting" not in second.stderr and f"Using the model served at {address}" in second.stderr
+        assert first.stdout == second.stdout == tiny_pipe.generate("hello", max_new_tokens=5) + "\n"
+    finally:
+        os.kill(server.info["pid"], signal.SIGINT)
+
+
+def test_keep_alive_refuses_an_address_held_by_another_model(invoke, tiny_server, real_preset, monkeypatch):
+    monkeypatch.setenv("KERAS_GEMMA_HOST", tiny_server.address)
+    result = invoke("generate", "-m", str(real_preset), "--keep-alive", "5m", "hello")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: The server at {tiny_server.address} holds ")
+    assert "expected it free to keep" in result.stderr and len(result.stderr.strip().splitlines()) == 1
