@@ -37,7 +37,7 @@ class ChatStats:
         return (self.new_tokens - 1) / decode if self.new_tokens > 1 and decode > 0 else 0.0
 
 
-def _turn_format(causal_lm) -> str:
+def turn_format(causal_lm) -> str:
     """The chat format of a model's generation, for models whose default is raw text."""
     name = type(causal_lm).__name__
     if name.startswith("Gemma4"):
@@ -73,7 +73,7 @@ class Chat:
         self.sampler = sampler
         self.max_new_tokens = max_new_tokens
         self.context_length = context_length or pipe.context_length
-        self.template = template or (pipe.template if pipe.template != "raw" else _turn_format(pipe.causal_lm))
+        self.template = template or (pipe.template if pipe.template != "raw" else turn_format(pipe.causal_lm))
         self.messages: list[dict[str, str]] = []
         self.stats = ChatStats()
         if system:

@@ -8,6 +8,7 @@ way Ollama keeps a model loaded between commands.
 The protocol is small JSON over HTTP on a local address:
 
 - ``GET /api/show`` → what is loaded (see :func:`describe`).
+- ``POST /api/count`` with ``{"text": ...}`` → ``{"tokens": n}`` (as the model tokenizes it).
 - ``POST /api/generate`` with ``{"prompts": [...], "stream": bool, "sampler":
   {"name": ..., <settings>}, "options": {"max_new_tokens", "stop_token_ids",
   "stop", "system", "raw"}}`` → ``{"completions": [...]}``, or with ``stream``
@@ -73,6 +74,8 @@ def describe(pipe, source: str) -> dict:
     ``source`` identifies the model whatever way it was named (a resolved
     path for a directory or GGUF file, else the preset name or handle).
     """
+    from keras_gemma_app.chat import turn_format
+
     return {
         "model": pipe.model,
         "source": source,
@@ -80,6 +83,8 @@ def describe(pipe, source: str) -> dict:
         "dtype": pipe.causal_lm.dtype_policy.compute_dtype,
         "quantize": pipe.quantization,
         "template": pipe.template,
+        "chat_template": pipe.template if pipe.template != "raw" else turn_format(pipe.causal_lm),
+        "context_length": pipe.context_length,
         "pid": os.getpid(),
         "version": __version__,
     }
@@ -235,8 +240,8 @@ def _handler(owner: ModelServer):
                                  "type": "SettingsError"})
 
         def do_POST(self):
-            if self.path != "/api/generate":
-                self._send(404, {"error": f"No such endpoint: {self.path}; expected /api/generate.",
+            if self.path not in ("/api/generate", "/api/count"):
+                self._send(404, {"error": f"No such endpoint: {self.path}; expected /api/generate or /api/count.",
                                  "type": "SettingsError"})
                 return
             try:
@@ -247,9 +252,17 @@ def _handler(owner: ModelServer):
             with owner._lock:
                 owner._begin()
                 try:
-                    self._answer(payload)
+                    (self._count if self.path == "/api/count" else self._answer)(payload)
                 finally:
                     owner._end()
+
+        def _count(self, payload) -> None:
+            text = payload.get("text") if isinstance(payload, dict) else None
+            if not isinstance(text, str):
+                self._send(400, {"error": f"Expected {{\"text\": string}}, received {payload!r:.80}.",
+                                 "type": "SettingsError"})
+                return
+            self._send(200, {"tokens": owner.pipe.count_tokens(text)})
 
         def _answer(self, payload) -> None:
             try:

@@ -56,18 +56,41 @@ class ServerClient:
     def quantization(self) -> str | None:
         return self.info.get("quantize")
 
+    @property
+    def template(self) -> str:
+        return self.info["template"]
+
+    @property
+    def context_length(self) -> int:
+        return self.info["context_length"]
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as the served model tokenizes it (``<bos>`` included)."""
+        response = self._post({"text": text}, "/api/count")
+        try:
+            return json.loads(response.read())["tokens"]
+        finally:
+            response.close()
+
+    def chat(self, *, system: str | None = None, **options):
+        """A multi-turn :class:`~keras_gemma_app.chat.Chat` with the served model (history kept here)."""
+        from keras_gemma_app.chat import Chat
+
+        options["template"] = options.get("template") or self.info["chat_template"]
+        return Chat(self, system=system, **options)
+
     def serves(self, source: str, *, backend: str | None = None, dtype: str | None = None,
                quantize: str | None = None, template: str | None = None) -> bool:
         """Whether this server holds model ``source`` with the settings given (None: any)."""
         wanted = {"source": source, "backend": backend, "dtype": dtype, "quantize": quantize, "template": template}
         return all(value is None or self.info.get(key) == value for key, value in wanted.items())
 
-    def _post(self, payload: dict) -> http.client.HTTPResponse:
+    def _post(self, payload: dict, path: str = "/api/generate") -> http.client.HTTPResponse:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=5)
         try:
             connection.connect()
             connection.sock.settimeout(None)  # a long batch is not a hang: the server is local
-            connection.request("POST", "/api/generate", body=json.dumps(payload),
+            connection.request("POST", path, body=json.dumps(payload),
                                headers={"Content-Type": "application/json"})
             response = connection.getresponse()
         except OSError as error:

@@ -80,3 +80,20 @@ def test_ctrl_c_stops_the_reply_and_keeps_the_conversation(tiny_preset, tmp_path
     messages = json.loads(transcript.read_text())["messages"]
     assert [m["role"] for m in messages] == ["user", "model"]
     assert messages[1]["content"] and len(messages[1]["content"]) < 8000
+
+
+def test_chat_through_a_running_server_keeps_the_conversation_here(tiny_server, tiny_preset, tmp_path):
+    lines = ["Hello", "/set temperature 1.5", "/set seed 2", "And then?", "/bye"]
+    here = tmp_path / "here.json"
+    served_transcript = tmp_path / "served.json"
+    env = {**os.environ, "KERAS_GEMMA_HOST": tiny_server.address}
+    served = subprocess.run(
+        [str(SCRIPT), "chat", "-m", str(tiny_preset), "--max-new-tokens", "6", "--system", "Be brief."],
+        input="".join(line + "\n" for line in [*lines[:-1], f"/save {served_transcript}", "/bye"]),
+        capture_output=True, text=True, timeout=300, env=env)
+    local = run_chat(tiny_preset, [*lines[:-1], f"/save {here}", "/bye"], "--system", "Be brief.", "--no-server")
+    assert served.returncode == 0 and local.returncode == 0, served.stderr[-2000:] + local.stderr[-2000:]
+    assert f"Using the model served at {tiny_server.address}" in served.stderr and "seed = 2" in served.stderr
+    assert "Using the model served" not in local.stderr
+    assert json.loads(served_transcript.read_text()) == json.loads(here.read_text())
+    assert served.stdout == local.stdout

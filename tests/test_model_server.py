@@ -30,6 +30,14 @@ def test_show_describes_what_is_loaded(tiny_server, tiny_pipe, tiny_preset):
     assert info["model"] == str(tiny_preset) and info["source"] == str(tiny_preset.resolve())
     assert info["backend"] == tiny_pipe.backend and info["dtype"] == "float32"
     assert info["quantize"] is None and info["template"] == tiny_pipe.template
+    assert info["chat_template"] == tiny_pipe.chat().template and info["context_length"] == tiny_pipe.context_length
+
+
+def test_count_answers_the_tokenizer(tiny_server, tiny_pipe):
+    status, raw = _request(tiny_server, "POST", "/api/count", {"text": "hello there"})
+    assert status == 200 and json.loads(raw) == {"tokens": tiny_pipe.count_tokens("hello there")}
+    status, raw = _request(tiny_server, "POST", "/api/count", {"words": "hello"})
+    assert status == 400 and 'Expected {"text": string}' in json.loads(raw)["error"]
 
 
 def test_generate_answers_what_the_pipeline_computes(tiny_server, tiny_pipe):

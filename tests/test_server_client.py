@@ -71,3 +71,15 @@ def test_a_client_process_imports_no_keras(tiny_server):
     text, loaded = json.loads(result.stdout)
     assert loaded == []
     assert text == kga.connect(tiny_server.address).generate("hello", max_new_tokens=3)
+
+
+def test_chat_and_count_tokens_match_the_pipeline(tiny_server, tiny_pipe):
+    client = kga.connect(tiny_server.address)
+    assert client.count_tokens("The capital of France") == tiny_pipe.count_tokens("The capital of France")
+    assert client.context_length == tiny_pipe.context_length
+    remote = client.chat(system="Be brief.", max_new_tokens=5)
+    local = tiny_pipe.chat(system="Be brief.", max_new_tokens=5)
+    assert remote.template == local.template
+    for text in ("Hello", "And then?"):
+        assert remote.send(text) == local.send(text)
+    assert remote.messages == local.messages and remote.stats.prompt_tokens == local.stats.prompt_tokens

@@ -10,8 +10,8 @@ import click
 
 from keras_gemma_app.cli.console import stderr_console
 from keras_gemma_app.cli.generate import sampler_from_flags
-from keras_gemma_app.cli.model_setup import check_model_options, load_model
-from keras_gemma_app.cli.options import model_options, quiet_option, sampler_options
+from keras_gemma_app.cli.model_setup import check_keep_alive, check_model_options, served_or_loaded
+from keras_gemma_app.cli.options import model_options, quiet_option, sampler_options, server_options
 from keras_gemma_app.errors import KerasGemmaError
 from keras_gemma_app.samplers import SAMPLERS, sampler_from_options
 from keras_gemma_app.templates import TEMPLATES
@@ -153,9 +153,16 @@ def _read(prompt: str) -> str:
               help="Turn format [default: the model's].")
 @click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Longest reply, in tokens.")
 @sampler_options
+@server_options
 @quiet_option
-def chat(model, backend, dtype, quantize, offline, force, system, template, max_new_tokens, sampler_flags, quiet):
-    """Talk with a model: streaming replies, history, /commands (/help lists them)."""
+def chat(model, backend, dtype, quantize, offline, force, system, template, max_new_tokens, sampler_flags,
+         keep_alive, no_server, quiet):
+    """Talk with a model: streaming replies, history, /commands (/help lists them).
+
+    When `keras-gemma serve` holds the same model, the replies come from it
+    and nothing is loaded here (--no-server: load anyway); --keep-alive starts
+    such a server when none is running. The conversation stays here.
+    """
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         # Started in the background of a script, Ctrl-C arrives ignored; here it stops a reply.
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -164,8 +171,10 @@ def chat(model, backend, dtype, quantize, offline, force, system, template, max_
     if max_new_tokens < 1:
         raise KerasGemmaError(f"--max-new-tokens must be >= 1, but is {max_new_tokens}.")
     ref, chosen = check_model_options(model, backend, dtype, quantize)
+    check_keep_alive(keep_alive)
     console = stderr_console(quiet)
-    pipe, _ = load_model(console, ref, chosen, dtype=dtype, quantize=quantize, offline=offline, force=force)
+    pipe, chosen, _ = served_or_loaded(console, ref, chosen, keep_alive=keep_alive, no_server=no_server,
+                                       backend=backend, dtype=dtype, quantize=quantize, offline=offline, force=force)
     conversation = pipe.chat(system=system, sampler=sampler, max_new_tokens=max_new_tokens, template=template)
     session = Session(conversation, options, stderr_console())
     console.print(f"Chatting with {ref.text} on {chosen} ({conversation.template} turns). /help for commands, /bye to leave.")

@@ -8,12 +8,10 @@ import sys
 import click
 
 from keras_gemma_app.cli.console import status, stderr_console
-from keras_gemma_app.cli.model_setup import check_model_options, load_model, prepare_model
-from keras_gemma_app.cli.serve import parse_duration
-from keras_gemma_app.cli.options import model_options, quiet_option, sampler_options
+from keras_gemma_app.cli.model_setup import check_keep_alive, check_model_options, served_or_loaded
+from keras_gemma_app.cli.options import model_options, quiet_option, sampler_options, server_options
 from keras_gemma_app.errors import SettingsError
 from keras_gemma_app.samplers import sampler_from_options
-from keras_gemma_app.server_launch import KEEP_ALIVE_ENV
 from keras_gemma_app.templates import TEMPLATES, fim_prompt
 from keras_gemma_app.text_stream import check_stop_strings
 
@@ -66,11 +64,7 @@ def collect_prompts(arguments: tuple[str, ...], prompts_file) -> list[str]:
 @click.option("--stream/--no-stream", default=None,
               help="Print tokens as they come [default: when stdout is a terminal and there is one prompt].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per prompt.")
-@click.option("--keep-alive", default=None, metavar="DURATION", envvar=KEEP_ALIVE_ENV,
-              help="Keep the model loaded in a background `keras-gemma serve` for later commands, until "
-                   f"DURATION (90, 30s, 5m, 1h; 0: off) passes without a request [default: ${KEEP_ALIVE_ENV}, else off].")
-@click.option("--no-server", is_flag=True,
-              help="Load the model in this process even when `keras-gemma serve` holds it.")
+@server_options
 @quiet_option
 def generate(prompts, model, backend, dtype, quantize, offline, force, prompts_file, max_new_tokens, sampler_flags,
              stop_token_ids, stop_strings, system, template, raw, fim_prefix, fim_suffix, stream, as_json,
@@ -98,21 +92,12 @@ def generate(prompts, model, backend, dtype, quantize, offline, force, prompts_f
     if max_new_tokens < 1:
         raise SettingsError(f"--max-new-tokens must be >= 1, but is {max_new_tokens}.")
     ref, chosen = check_model_options(model, backend, dtype, quantize)
-    keep = keep_alive is not None and parse_duration(keep_alive) is not None  # 0: off
+    check_keep_alive(keep_alive)
 
     console = stderr_console(quiet)
-    settings = dict(backend=backend, dtype=dtype, quantize=quantize, template=template)
-    server = None if no_server else running_server(ref, **settings)
-    if server is None and keep and not no_server:
-        server = start_server(console, ref, keep_alive, offline=offline, force=force, **settings)
-    if server is not None:
-        pipe, chosen, origin = server, server.backend, f"served at {server.address}"
-        console.print(f"[dim]Using the model served at {server.address} "
-                      f"({server.info['backend']} · {server.info['dtype']}).[/dim]")
-    else:
-        pipe, load_seconds = load_model(console, ref, chosen, dtype=dtype, quantize=quantize, sampler=sampler,
-                                        offline=offline, template=template, force=force)
-        origin = f"loaded in {load_seconds:.1f} s"
+    pipe, chosen, origin = served_or_loaded(console, ref, chosen, keep_alive=keep_alive, no_server=no_server,
+                                            backend=backend, dtype=dtype, quantize=quantize, template=template,
+                                            offline=offline, force=force)
     options = dict(max_new_tokens=max_new_tokens, sampler=sampler, stop_token_ids=stop_token_ids, stop=stop_strings,
                    system=system, raw=raw or fim)
     if stream is None:
@@ -130,31 +115,6 @@ def generate(prompts, model, backend, dtype, quantize, offline, force, prompts_f
         f"{origin} · "
         f"{new_tokens} tokens in {seconds:.2f} s ({new_tokens / max(seconds, 1e-9):.1f} tok/s)[/dim]"
     )
-
-
-def running_server(ref, **settings):
-    """The running `keras-gemma serve` that holds ``ref`` with ``settings`` (None: any), else None."""
-    from keras_gemma_app.server_client import connect
-
-    server = connect(timeout=1.0)
-    return server if server is not None and server.serves(ref.source, **settings) else None
-
-
-def start_server(console, ref, keep_alive: str, **options):
-    """Starts a background `keras-gemma serve` for ``ref`` (--keep-alive) and returns its client."""
-    from keras_gemma_app import server_launch
-    from keras_gemma_app.server_client import connect
-
-    other = connect(timeout=1.0)
-    if other is not None:
-        raise SettingsError(
-            f"The server at {other.address} holds {other.model} ({other.backend} · {other.info.get('dtype')}); "
-            f"expected it free to keep {ref.text} loaded: stop it, or choose another address with "
-            f"$KERAS_GEMMA_HOST.")
-    prepare_model(console, ref)  # a first-use import shows its progress here, not in the server's log
-    with status(console, f"Starting a server that keeps {ref.text} loaded until {keep_alive} pass without a "
-                         f"request (log: {server_launch.log_path()})…"):
-        return server_launch.start_server(ref.text, keep_alive=keep_alive, **options)
 
 
 def stream_to_stdout(pipe, prompt: str, options: dict) -> tuple[int, float]:

@@ -44,3 +44,60 @@ def load_model(console, ref: ModelRef, backend: str, **options):
         start = time.perf_counter()
         pipe = load(ref.text, backend=backend, **options)
     return pipe, time.perf_counter() - start
+
+
+def check_keep_alive(keep_alive: str | None) -> None:
+    """Validates --keep-alive before anything slow."""
+    from keras_gemma_app.cli.serve import parse_duration
+
+    if keep_alive is not None:
+        parse_duration(keep_alive)
+
+
+def served_or_loaded(console, ref: ModelRef, chosen: str, *, keep_alive: str | None, no_server: bool,
+                     **settings):
+    """The model for a verb: a running `keras-gemma serve` that holds ``ref`` (started first with
+    --keep-alive), else loaded on backend ``chosen`` here. Returns (pipeline or server client, backend,
+    where it came from).
+
+    ``settings``: backend, dtype, quantize and template as the flags gave them (None: any, for a
+    server), plus offline, force and sampler for loading.
+    """
+    from keras_gemma_app.cli.serve import parse_duration
+
+    wanted = {key: settings.get(key) for key in ("backend", "dtype", "quantize", "template")}
+    server = None if no_server else _running_server(ref, wanted)
+    if server is None and not no_server and keep_alive is not None and parse_duration(keep_alive):
+        launch = {**wanted, "offline": settings.get("offline"), "force": settings.get("force")}
+        server = _start_server(console, ref, keep_alive, launch)
+    if server is not None:
+        console.print(f"[dim]Using the model served at {server.address} "
+                      f"({server.backend} · {server.info['dtype']}).[/dim]")
+        return server, server.backend, f"served at {server.address}"
+    loading = {key: value for key, value in settings.items() if key != "backend"}
+    pipe, seconds = load_model(console, ref, chosen, **loading)
+    return pipe, chosen, f"loaded in {seconds:.1f} s"
+
+
+def _running_server(ref: ModelRef, wanted: dict):
+    from keras_gemma_app.server_client import connect
+
+    server = connect(timeout=1.0)
+    return server if server is not None and server.serves(ref.source, **wanted) else None
+
+
+def _start_server(console, ref: ModelRef, keep_alive: str, options: dict):
+    from keras_gemma_app import server_launch
+    from keras_gemma_app.errors import SettingsError
+    from keras_gemma_app.server_client import connect
+
+    other = connect(timeout=1.0)
+    if other is not None:
+        raise SettingsError(
+            f"The server at {other.address} holds {other.model} ({other.backend} · {other.info.get('dtype')}); "
+            f"expected it free to keep {ref.text} loaded: stop it, or choose another address with "
+            f"$KERAS_GEMMA_HOST.")
+    prepare_model(console, ref)  # a first-use import shows its progress here, not in the server's log
+    with status(console, f"Starting a server that keeps {ref.text} loaded until {keep_alive} pass without a "
+                         f"request (log: {server_launch.log_path()})…"):
+        return server_launch.start_server(ref.text, keep_alive=keep_alive, **options)

@@ -11,6 +11,7 @@ from keras_gemma_app.loading import DTYPES
 from keras_gemma_app.quantization import QUANTIZE_MODES
 from keras_gemma_app.model_ref import DEFAULT_MODEL, MODEL_ENV
 from keras_gemma_app.samplers import SAMPLERS
+from keras_gemma_app.server_launch import KEEP_ALIVE_ENV
 
 SAMPLER_FLAGS = ("sampler_name", "temperature", "top_k", "top_p", "num_beams", "alpha", "seed")
 
@@ -64,6 +65,18 @@ def sampler_options(function):
         click.option("--alpha", type=float, default=None, help="Degeneration penalty of contrastive search, in [0, 1]."),
         click.option("--seed", type=int, default=None, help="Random seed for reproducible sampling."),
     )(wrapper)
+
+
+def server_options(function):
+    """--keep-alive and --no-server: generating through a `keras-gemma serve` process."""
+    return _stack(
+        click.option("--keep-alive", default=None, metavar="DURATION", envvar=KEEP_ALIVE_ENV,
+                     help="Keep the model loaded in a background `keras-gemma serve` for later commands, until "
+                          f"DURATION (90, 30s, 5m, 1h; 0: off) passes without a request "
+                          f"[default: ${KEEP_ALIVE_ENV}, else off]."),
+        click.option("--no-server", is_flag=True,
+                     help="Load the model in this process even when `keras-gemma serve` holds it."),
+    )(function)
 
 
 def quiet_option(function):
