@@ -111,12 +111,14 @@ def supports_sampler(sampler: Sampler) -> bool:
 
 
 def supports_model(causal_lm) -> bool:
-    """Whether :class:`Decoder` can run this KerasHub model (Gemma 1, 2 and 3)."""
-    try:
-        _model_adapter(causal_lm)
-    except NotImplementedError:
-        return False
-    return True
+    """Whether :class:`Decoder` can run this KerasHub model (Gemma 1, 2 and 3).
+
+    A check of the model's class: building the model pass to find out would cost what
+    :class:`Decoder` pays once (packing the weights: ~0.3 s for Gemma 3 270M in bfloat16 on torch).
+    """
+    import keras_hub
+
+    return isinstance(causal_lm, (keras_hub.models.Gemma3CausalLM, keras_hub.models.GemmaCausalLM))
 
 
 # --- Model adapters: a cached forward pass that stops before the logits. ---

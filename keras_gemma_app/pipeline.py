@@ -215,9 +215,11 @@ class Pipeline:
         """The compiled token-by-token decoder, or None where it does not apply."""
         from keras_gemma_app import decoding
 
-        if not decoding.supports_sampler(settings) or not decoding.supports_model(self.causal_lm):
+        if not decoding.supports_sampler(settings):
             return None
         if self._decoder is None:
+            if not decoding.supports_model(self.causal_lm):
+                return None
             self._decoder = decoding.Decoder(self.causal_lm)
         return self._decoder
 

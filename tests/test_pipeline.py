@@ -90,3 +90,18 @@ def test_different_seeds_differ(tiny_pipe):
 def test_bad_generation_inputs(tiny_pipe, kwargs, message):
     with pytest.raises(kga.SettingsError, match=message):
         tiny_pipe.generate(**kwargs)
+
+
+def test_the_model_pass_is_built_once_not_per_call(tiny_preset, monkeypatch):
+    # Building it packs the weights on torch (seconds for an int4 model): a check per call cost that.
+    from keras_gemma_app import decoding
+
+    built = []
+    build = decoding._model_adapter
+    monkeypatch.setattr(decoding, "_model_adapter", lambda causal_lm: built.append(1) or build(causal_lm))
+    pipe = kga.load(str(tiny_preset))
+    for _ in range(3):
+        pipe.generate("hello", max_new_tokens=2)
+        list(pipe.stream("hello", max_new_tokens=2, sampler=kga.TopK(k=3, seed=1)))
+        pipe.chat().send("hi", max_new_tokens=2)
+    assert len(built) == 1
