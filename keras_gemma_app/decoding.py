@@ -234,8 +234,9 @@ def _pick(sampler, logits, tokens, prompt_mask, position, past_prompts=False, gr
 
     if greedy:
         # The largest logit is the largest probability: no softmax over the vocabulary (262k for
-        # Gemma 3; ~0.2 ms a token on a CPU).
-        sampled = ops.cast(ops.argmax(logits, axis=-1), "int32")
+        # Gemma 3; ~0.2 ms a token on a CPU). In float32, the same index (bfloat16 widens exactly):
+        # torch's argmax over 262k bfloat16 values takes 0.94 ms, over float32 0.27 with the cast.
+        sampled = ops.cast(ops.argmax(ops.cast(logits, "float32"), axis=-1), "int32")
     else:
         sampled = ops.cast(sampler.get_next_token(sampler.compute_probabilities(logits)), "int32")
     if past_prompts:
