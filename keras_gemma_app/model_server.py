@@ -90,9 +90,11 @@ def describe(pipe, source: str) -> dict:
     }
 
 
-def sampler_from_request(settings: dict | None):
+def sampler_from_request(settings: dict):
     """A :class:`~keras_gemma_app.samplers.Sampler` from ``{"name": ..., <fields>}``."""
-    settings = dict(settings or {"name": "greedy"})
+    if not isinstance(settings, dict):
+        raise SettingsError(f"Expected sampler settings as {{\"name\": ..., ...}}, received {settings!r:.80}.")
+    settings = dict(settings)
     name = settings.pop("name", "greedy")
     cls = SAMPLERS.get(name)
     if cls is None:
@@ -110,7 +112,8 @@ def _options(payload: dict) -> dict:
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise SettingsError(f"Expected generation options among {', '.join(_OPTIONS)}; received {', '.join(unknown)}.")
-    options["sampler"] = sampler_from_request(payload.get("sampler"))
+    if payload.get("sampler") is not None:  # else the pipeline's own
+        options["sampler"] = sampler_from_request(payload["sampler"])
     return options
 
 
@@ -284,8 +287,10 @@ def _handler(owner: ModelServer):
                     self.wfile.write(json.dumps(line).encode() + b"\n")
                     self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
-                pass  # the client went away (Ctrl-C): the generator is closed, the model stays
+                pass  # the client went away (Ctrl-C): the generation stops, the model stays
             except Exception as error:
                 self.wfile.write(json.dumps(_error(error)).encode() + b"\n")
+            finally:
+                reply.close()
 
     return Handler

@@ -112,3 +112,20 @@ def test_the_address_comes_from_the_environment(monkeypatch):
     assert parse_address() == ("0.0.0.0", 9000)
     monkeypatch.delenv("KERAS_GEMMA_HOST")
     assert parse_address() == ("127.0.0.1", 8431)
+
+
+def test_a_request_without_a_sampler_gets_the_pipelines_own(tiny_preset):
+    import keras_gemma_app as kga
+
+    pipe = kga.load(str(tiny_preset), sampler=kga.TopK(k=5, temperature=2.0, seed=5))
+    server = ModelServer(pipe, source="tiny", address="127.0.0.1:0")
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        status, raw = _request(server, "POST", "/api/generate", {"prompts": ["hello"], "options": {"max_new_tokens": 6}})
+        (answer,) = json.loads(raw)["completions"]
+        assert status == 200 and answer["text"] == pipe.generate("hello", max_new_tokens=6)
+        assert answer["text"] != pipe.generate("hello", max_new_tokens=6, sampler=kga.Greedy())
+    finally:
+        server.close()
+        thread.join(timeout=10)

@@ -83,3 +83,11 @@ def test_chat_and_count_tokens_match_the_pipeline(tiny_server, tiny_pipe):
     for text in ("Hello", "And then?"):
         assert remote.send(text) == local.send(text)
     assert remote.messages == local.messages and remote.stats.prompt_tokens == local.stats.prompt_tokens
+
+
+def test_closing_a_stream_early_leaves_the_server_ready(tiny_server, tiny_pipe):
+    client = kga.connect(tiny_server.address)
+    pieces = client.stream("hello", max_new_tokens=40)
+    next(pieces)
+    pieces.close()  # what Ctrl-C in `keras-gemma chat` does
+    assert client.generate("hello", max_new_tokens=3) == tiny_pipe.generate("hello", max_new_tokens=3)
