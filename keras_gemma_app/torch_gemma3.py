@@ -284,6 +284,10 @@ class TorchGemma3:
         if padding_mask is not None:
             mask = torch.minimum(torch.as_tensor(padding_mask).to(torch.int32)[:, None, :], mask)
         no_attended = torch.all(mask == 0, dim=-1, keepdim=True)[..., None]
+        if not bool(no_attended.any()):
+            # Every position attends somewhere (always so one token past the prompt): the masked
+            # scores are exactly 0 after the softmax and nothing needs zeroing.
+            no_attended = None
         # Rows whose cache entry at ``index`` takes the new key and value.
         keep = None if update_mask is None else torch.as_tensor(update_mask)[:, :, None, None]
         # Per forward, not per layer: masks per sliding window, RoPE rows per RoPE setting.
@@ -436,9 +440,12 @@ class TorchGemma3:
         softmax_mask = mask[:, None, None, :, :]
         scores = torch.where(softmax_mask, logits.to(torch.float32), -1e9)
         scores = torch.softmax(scores, dim=-1)
-        scores = torch.where(softmax_mask, scores, 0.0).to(logits_dtype)
+        if no_attended is not None:
+            scores = torch.where(softmax_mask, scores, 0.0)
+        scores = scores.to(logits_dtype)
         attended = torch.einsum("bkgts,bskh->btkgh", scores, value).reshape(b, t, layer.num_query_heads, h)
-        attended = attended.masked_fill(no_attended, 0)
+        if no_attended is not None:
+            attended = attended.masked_fill(no_attended, 0)
         if layer.packed:
             attention = layer.output_2d(attended.reshape(b, t, layer.num_query_heads * h))
         elif layer.fused:
