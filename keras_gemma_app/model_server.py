@@ -133,16 +133,21 @@ class ModelServer:
             Port 0 picks a free port (read it back from :attr:`address`).
         keep_alive: seconds without a request after which :meth:`serve`
             returns; None serves until :meth:`close`.
+        on_request: called after each generate request with ``{"prompts",
+            "tokens", "seconds", "stream", "error"}`` (``error``: the message
+            of a refused or failed request, else None); the CLI prints it.
 
     Raises:
         SettingsError: a malformed address, or one that cannot be bound (in use).
     """
 
-    def __init__(self, pipe, *, source: str, address: str | None = None, keep_alive: float | None = None):
+    def __init__(self, pipe, *, source: str, address: str | None = None, keep_alive: float | None = None,
+                 on_request=None):
         host, port = parse_address(address)
         self.pipe = pipe
         self.info = describe(pipe, source)
         self.keep_alive = keep_alive
+        self.on_request = on_request
         self._lock = threading.Lock()
         self._busy = 0
         self._last_request = time.monotonic()
@@ -268,15 +273,25 @@ def _handler(owner: ModelServer):
             self._send(200, {"tokens": owner.pipe.count_tokens(text)})
 
         def _answer(self, payload) -> None:
+            start = time.perf_counter()
+            prompts = payload.get("prompts") if isinstance(payload, dict) else None
+            record = {"prompts": len(prompts) if isinstance(prompts, list) else 0, "tokens": 0,
+                      "stream": bool(isinstance(payload, dict) and payload.get("stream")), "error": None}
+            try:
+                self._reply(payload, record)
+            finally:
+                if owner.on_request is not None:
+                    owner.on_request({**record, "seconds": time.perf_counter() - start})
+
+        def _reply(self, payload, record: dict) -> None:
             try:
                 reply = owner.generate(payload)
-            except KerasGemmaError as error:
-                self._send(400, _error(error))
-                return
-            except Exception as error:  # a bug must not take the resident model down
-                self._send(500, _error(error))
+            except Exception as error:  # a bug must not take the resident model down either
+                record["error"] = _error(error)["error"]
+                self._send(400 if isinstance(error, KerasGemmaError) else 500, _error(error))
                 return
             if isinstance(reply, dict):
+                record["tokens"] = sum(len(item["token_ids"]) for item in reply["completions"])
                 self._send(200, reply)
                 return
             self.send_response(200)
@@ -286,10 +301,13 @@ def _handler(owner: ModelServer):
                 for line in reply:
                     self.wfile.write(json.dumps(line).encode() + b"\n")
                     self.wfile.flush()
+                    record["tokens"] = line.get("index", record["tokens"] - 1) + 1
             except (BrokenPipeError, ConnectionResetError):
-                pass  # the client went away (Ctrl-C): the generation stops, the model stays
+                record["error"] = "the client closed the stream"  # Ctrl-C: the generation stops, the model stays
             except Exception as error:
-                self.wfile.write(json.dumps(_error(error)).encode() + b"\n")
+                details = _error(error)
+                record["error"] = details["error"]
+                self.wfile.write(json.dumps(details).encode() + b"\n")
             finally:
                 reply.close()
 

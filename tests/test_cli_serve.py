@@ -82,6 +82,9 @@ def test_ctrl_c_stops_the_server(served):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr[-2000:]
     assert f"Serving " in stderr and f"at http://{address}" in stderr and stderr.rstrip().endswith("Server stopped.")
+    requests = [line for line in stderr.splitlines() if " generate · " in line]
+    assert len(requests) == 2  # the two `generate` processes that used it
+    assert " generate · 1 prompt · 12 tokens · " in requests[0] and " generate · 2 prompts · 16 tokens · " in requests[1]
     assert kga.connect(address) is None
 
 

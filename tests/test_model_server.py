@@ -129,3 +129,25 @@ def test_a_request_without_a_sampler_gets_the_pipelines_own(tiny_preset):
     finally:
         server.close()
         thread.join(timeout=10)
+
+
+def test_each_request_is_reported(tiny_pipe):
+    import keras_gemma_app as kga
+
+    records = []
+    server = ModelServer(tiny_pipe, source="tiny", address="127.0.0.1:0", on_request=records.append)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        client = kga.connect(server.address)
+        client.generate(["hello", "world"], max_new_tokens=3)
+        streamed = list(client.stream("hello", max_new_tokens=4))
+        with pytest.raises(kga.SettingsError):
+            client.generate("hello", max_new_tokens=0)
+    finally:
+        server.close()
+        thread.join(timeout=10)
+    assert [(r["prompts"], r["stream"], r["tokens"]) for r in records] == [
+        (2, False, 6), (1, True, max(p.index for p in streamed) + 1), (1, False, 0)]
+    assert records[2]["error"].startswith("max_new_tokens must be an integer >= 1")
+    assert all(r["seconds"] >= 0 for r in records) and records[0]["error"] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import click
 
@@ -25,6 +26,15 @@ def parse_duration(text: str | None) -> float | None:
         raise SettingsError(f"Expected a duration such as 90, 30s, 5m or 1h for --keep-alive, received {text!r}.")
     seconds = float(match.group(1)) * _UNITS[match.group(2)]
     return seconds or None
+
+
+def _request_line(record: dict) -> str:
+    """One status line per request, as `serve` prints them."""
+    what = f"{record['prompts']} prompt{'s' * (record['prompts'] != 1)}"
+    if record["stream"]:
+        what += ", streamed"
+    outcome = f"error: {record['error']}" if record["error"] else f"{record['tokens']} tokens"
+    return f"[dim]{time.strftime('%H:%M:%S')} generate · {what} · {outcome} · {record['seconds']:.2f} s[/dim]"
 
 
 @click.command()
@@ -57,7 +67,8 @@ def serve(model, backend, dtype, quantize, offline, force, template, address, ke
     console = stderr_console(quiet)
     pipe, load_seconds = load_model(console, ref, chosen, dtype=dtype, quantize=quantize, offline=offline,
                                     template=template, force=force)
-    server = ModelServer(pipe, source=ref.source, address=address, keep_alive=idle)
+    server = ModelServer(pipe, source=ref.source, address=address, keep_alive=idle,
+                         on_request=lambda record: console.print(_request_line(record)))
     with status(console, "Warming up (the first generation compiles the model)…"):
         pipe.generate("Hello", max_new_tokens=2)
     held = f"{ref.text} · {chosen} · {server.info['dtype']}"
