@@ -14,19 +14,29 @@ from keras_gemma_app.kaggle_cache import KaggleHandle, cached_preset
 HANDLE = "kaggle://keras/gemma3/keras/gemma3_270m/3"
 
 
+def _loopback(host) -> bool:
+    return isinstance(host, str) and host in ("127.0.0.1", "localhost", "::1")
+
+
 @pytest.fixture
 def no_network(monkeypatch):
-    """Any attempt to reach the network fails the test (and is recorded)."""
+    """Any attempt to reach the network fails the test (and is recorded). This machine's own
+    addresses stay open: `generate` looks for a local `keras-gemma serve` there."""
     attempts = []
 
-    def refuse(*args, **kwargs):
-        attempts.append(args[1:] if args else kwargs)
-        raise OSError("network access blocked by the test")
+    def refusing(real, host_of):
+        def refuse(*args, **kwargs):
+            if _loopback(host_of(args)):
+                return real(*args, **kwargs)
+            attempts.append(args[1:] if args else kwargs)
+            raise OSError("network access blocked by the test")
+
+        return refuse
 
     for name in ("connect", "connect_ex"):
-        monkeypatch.setattr(socket.socket, name, refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+        monkeypatch.setattr(socket.socket, name, refusing(getattr(socket.socket, name), lambda a: a[1][0]))
+    monkeypatch.setattr(socket, "create_connection", refusing(socket.create_connection, lambda a: a[0][0]))
+    monkeypatch.setattr(socket, "getaddrinfo", refusing(socket.getaddrinfo, lambda a: a[0]))
     yield attempts
     assert attempts == [], f"network was attempted: {attempts}"
 
@@ -101,8 +111,11 @@ def test_offline_from_the_environment(tmp_path, monkeypatch, no_network):
 def test_no_network_fails_fast_with_a_clear_message(tmp_path, monkeypatch, model, host):
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path))
     attempts = []
+    real = socket.create_connection
 
     def refuse(address, *args, **kwargs):
+        if _loopback(address[0]):  # the lookup for a local `keras-gemma serve`
+            return real(address, *args, **kwargs)
         attempts.append(address)
         raise OSError("unreachable")
 
