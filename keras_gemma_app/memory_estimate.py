@@ -28,7 +28,7 @@ backend     int8         int4
 =========== ============ ============
 jax         1.63 GiB     1.69 GiB
 tensorflow  2.31 GiB     2.66 GiB
-torch       1.95 GiB     1.92 GiB
+torch       1.95 GiB     1.84–1.92 GiB
 =========== ============ ============
 
 The weights count once on JAX, about twice on torch (the app keeps a packed
@@ -69,7 +69,7 @@ PER_PRECISION = {
     ("torch", "bfloat16"): (2.05, 0.0),
     ("jax", "int8"): (1.0, 0.0), ("jax", "int4"): (1.0, 0.16 * GIB),
     ("tensorflow", "int8"): (3.0, 0.33 * GIB), ("tensorflow", "int4"): (4.33, 0.78 * GIB),
-    ("torch", "int8"): (2.05, 0.11 * GIB), ("torch", "int4"): (2.05, 0.42 * GIB),
+    ("torch", "int8"): (2.05, 0.11 * GIB), ("torch", "int4"): (2.05, 0.30 * GIB),
 }
 DEVICE_FACTOR = 1.2
 
