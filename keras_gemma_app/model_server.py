@@ -287,8 +287,9 @@ def _handler(owner: ModelServer):
             try:
                 reply = owner.generate(payload)
             except Exception as error:  # a bug must not take the resident model down either
-                record["error"] = _error(error)["error"]
-                self._send(400 if isinstance(error, KerasGemmaError) else 500, _error(error))
+                details = _error(error)
+                record["error"] = details["error"]
+                self._send(400 if isinstance(error, KerasGemmaError) else 500, details)
                 return
             if isinstance(reply, dict):
                 record["tokens"] = sum(len(item["token_ids"]) for item in reply["completions"])

@@ -66,11 +66,7 @@ class ServerClient:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as the served model tokenizes it (``<bos>`` included)."""
-        response = self._post({"text": text}, "/api/count")
-        try:
-            return json.loads(response.read())["tokens"]
-        finally:
-            response.close()
+        return self._post_json({"text": text}, "/api/count")["tokens"]
 
     def chat(self, *, system: str | None = None, **options):
         """A multi-turn :class:`~keras_gemma_app.chat.Chat` with the served model (history kept here)."""
@@ -104,6 +100,13 @@ class ServerClient:
                 connection.close()
         return response
 
+    def _post_json(self, payload: dict, path: str = "/api/generate") -> dict:
+        response = self._post(payload, path)
+        try:
+            return json.loads(response.read())
+        finally:
+            response.close()
+
     @staticmethod
     def _payload(prompts: list, stream: bool, sampler: Sampler | None, options: dict) -> dict:
         request = {"prompts": prompts, "stream": stream, "options": options}
@@ -115,12 +118,7 @@ class ServerClient:
                     **options) -> list[Completion]:
         """:meth:`Pipeline.completions <keras_gemma_app.pipeline.Pipeline.completions>`, on the server."""
         batch = [prompts] if isinstance(prompts, str) else list(prompts)
-        options = {key: list(value) if isinstance(value, tuple) else value for key, value in options.items()}
-        response = self._post(self._payload(batch, False, sampler, options))
-        try:
-            reply = json.loads(response.read())
-        finally:
-            response.close()
+        reply = self._post_json(self._payload(batch, False, sampler, options))
         return [Completion(**{**item, "token_ids": tuple(item["token_ids"])}) for item in reply["completions"]]
 
     def generate(self, prompts: str | Sequence[str], **options) -> str | list[str]:
@@ -130,7 +128,6 @@ class ServerClient:
 
     def stream(self, prompt: str, *, sampler: Sampler | None = None, **options) -> Iterator[StreamPiece]:
         """:meth:`Pipeline.stream <keras_gemma_app.pipeline.Pipeline.stream>`, on the server."""
-        options = {key: list(value) if isinstance(value, tuple) else value for key, value in options.items()}
         response = self._post(self._payload([prompt], True, sampler, options))
         try:
             for line in response:

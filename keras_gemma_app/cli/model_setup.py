@@ -65,11 +65,14 @@ def served_or_loaded(console, ref: ModelRef, chosen: str, *, keep_alive: str | N
     """
     from keras_gemma_app.cli.serve import parse_duration
 
+    from keras_gemma_app.server_client import connect
+
     wanted = {key: settings.get(key) for key in ("backend", "dtype", "quantize", "template")}
-    server = None if no_server else _running_server(ref, wanted)
+    running = None if no_server else connect(timeout=1.0)
+    server = running if running is not None and running.serves(ref.source, **wanted) else None
     if server is None and not no_server and keep_alive is not None and parse_duration(keep_alive):
         launch = {**wanted, "offline": settings.get("offline"), "force": settings.get("force")}
-        server = _start_server(console, ref, keep_alive, launch)
+        server = _start_server(console, ref, keep_alive, running, launch)
     if server is not None:
         console.print(f"[dim]Using the model served at {server.address} "
                       f"({server.backend} · {server.info['dtype']}).[/dim]")
@@ -79,19 +82,12 @@ def served_or_loaded(console, ref: ModelRef, chosen: str, *, keep_alive: str | N
     return pipe, chosen, f"loaded in {seconds:.1f} s"
 
 
-def _running_server(ref: ModelRef, wanted: dict):
-    from keras_gemma_app.server_client import connect
-
-    server = connect(timeout=1.0)
-    return server if server is not None and server.serves(ref.source, **wanted) else None
-
-
-def _start_server(console, ref: ModelRef, keep_alive: str, options: dict):
+def _start_server(console, ref: ModelRef, keep_alive: str, other, options: dict):
+    """Starts a background server for ``ref``; ``other``: a server already at the address (holding
+    another model, or the same with other settings), which refuses the start."""
     from keras_gemma_app import server_launch
     from keras_gemma_app.errors import SettingsError
-    from keras_gemma_app.server_client import connect
 
-    other = connect(timeout=1.0)
     if other is not None:
         raise SettingsError(
             f"The server at {other.address} holds {other.model} ({other.backend} · {other.info.get('dtype')}); "
