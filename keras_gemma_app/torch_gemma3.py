@@ -10,9 +10,10 @@ runs its products on copies packed once for oneDNN (:mod:`onednn_linear`, the
 same values: Gemma 3 270M decodes ~1.5× faster, for a second copy of the
 weights in memory), rebuilt when the Keras weights are assigned. Quantized
 (int8/int4) weights run through torch's packed kernels
-(:mod:`torch_packed`), with float32 activations whatever the compute dtype, and
-decode one token at a time through a shorter path (:meth:`TorchGemma3._step_block`:
-the same computation in half the torch kernel calls).
+(:mod:`torch_packed`), with float32 activations whatever the compute dtype. Both
+decode one token at a time through a shorter path than the prompt's
+(:meth:`TorchGemma3._step_block`: no masks, fewer torch calls); bfloat16 keeps
+KerasHub's roundings there, bit for bit.
 
 It mirrors ``keras_hub.src.models.gemma3`` (KerasHub 0.32): ``RMSNormalization``,
 ``CachedGemma3Attention`` (query/key norm, RoPE, sliding window, grouped
@@ -143,6 +144,12 @@ class _Layer:
         key_gain = self.key_norm if self.key_norm is not None else ones
         self.query_key_gain = torch.cat([query_gain.expand(self.num_query_heads, -1),
                                          key_gain.expand(self.num_key_value_heads, -1)]).contiguous()
+        # The exact step (bfloat16 weights) keeps KerasHub's roundings: its gains without the scale.
+        self.exact_step = self.fused and not self.packed
+        self.query_key_norm = None
+        if self.query_norm is not None:
+            self.query_key_norm = torch.cat([self.query_norm.expand(self.num_query_heads, -1),
+                                             key_gain.expand(self.num_key_value_heads, -1)]).contiguous()
 
     @staticmethod
     def _as_matrix(kernel):
@@ -237,7 +244,9 @@ class TorchGemma3:
         self.hidden_dim = backbone.hidden_dim
         self._embedding_scale = torch.sqrt(torch.tensor(self.hidden_dim)).to(torch.float32).to(self.dtype)
         self.layers = [_Layer(block, self.dtype) for block in backbone.transformer_layers]
-        self.lean_step = all(layer.packed for layer in self.layers)
+        # One token per row runs :meth:`_step_block`: quantized weights through its short float32
+        # path, bfloat16 weights through its exact one (KerasHub's values bit for bit).
+        self.lean_step = all(layer.packed or layer.exact_step for layer in self.layers)
         # Packed copies do not follow later changes to the Keras weights: remember what they were made from.
         self._sources = [(v, v.value, v.value._version) for v in backbone.weights]
         self._tables: dict[tuple, tuple] = {}
@@ -347,10 +356,17 @@ class TorchGemma3:
     def _step_block(layer: _Layer, x, key_cache, value_cache, index: int, start: int, keep, cos, sin):
         """:meth:`_block` for one token per row, in fewer torch calls: attention over the cache's
         entries ``start..index`` only (what the causal and sliding-window masks leave, so no masks),
-        one norm over the query and key heads together (its gain holding the query scale), RoPE as
-        a roll, norms as :func:`_lean_norm`, each residual added by the norm before it."""
+        one norm over the query and key heads together, RoPE as a roll.
+
+        Quantized weights (float32 activations) take the short arithmetic: the query scale in the
+        query's norm gain, norms as :func:`_lean_norm` with each residual added in, fused products.
+        bfloat16 weights take KerasHub's arithmetic, rounding where it rounds
+        (:meth:`_exact_step_block`): the same values bit for bit, in 60% of the time per layer.
+        """
         import torch
 
+        if layer.exact_step:
+            return TorchGemma3._exact_step_block(layer, x, key_cache, value_cache, index, start, keep, cos, sin)
         b, _, d = x.shape
         q_heads, kv_heads, h = layer.num_query_heads, layer.num_key_value_heads, layer.head_dim
         epsilon = layer.epsilon_tensor
@@ -361,8 +377,59 @@ class TorchGemma3:
         else:
             query_key = query_key * layer.query_key_gain
         query_key = torch.addcmul(query_key * cos, torch.roll(query_key, h // 2, dims=-1), sin)
-        key_update = query_key[:, q_heads:].reshape(b, 1, kv_heads, h)
-        value_update = qkv[:, (q_heads + kv_heads) * h:].reshape(b, 1, kv_heads, h)
+        query = query_key[:, :q_heads]
+        value_update = qkv[:, (q_heads + kv_heads) * h:]
+        attended = TorchGemma3._step_attention(layer, query, query_key[:, q_heads:], value_update,
+                                               key_cache, value_cache, index, start, keep)
+        attention = layer.output_2d(attended.reshape(b, 1, q_heads * h))
+        attention_x = _lean_norm(attention, layer.post_attention_norm, epsilon, residual=x)
+        gates = layer.gates_2d(_lean_norm(attention_x, layer.pre_ffw_norm, epsilon))
+        x1, x2 = torch.chunk(gates, 2, dim=-1)
+        out = layer.linear_2d(torch.nn.functional.gelu(x1, approximate="tanh") * x2)
+        return _lean_norm(out, layer.post_ffw_norm, epsilon, residual=attention_x)
+
+    @staticmethod
+    def _exact_step_block(layer: _Layer, x, key_cache, value_cache, index: int, start: int, keep, cos, sin):
+        """The one-token block on bfloat16 weights with :meth:`_block`'s values: each norm is
+        :func:`_rms_norm` (row by row, so the query and key heads can share one call), RoPE rounds
+        each product as ``x * cos + rotate_half(x) * sin`` does, the query scale comes after RoPE,
+        and attention over the unmasked entries sums the same terms (masked scores are exactly 0)."""
+        import torch
+
+        b, _, d = x.shape
+        q_heads, kv_heads, h = layer.num_query_heads, layer.num_key_value_heads, layer.head_dim
+        epsilon, dtype = layer.epsilon, layer.dtype
+        qkv = layer.qkv_2d(_rms_norm(x, layer.pre_attention_norm, epsilon, dtype).reshape(b, d))
+        query_key = qkv[:, :(q_heads + kv_heads) * h].reshape(b, q_heads + kv_heads, h)
+        if layer.query_key_norm is not None:
+            query_key = _rms_norm(query_key, layer.query_key_norm, epsilon, dtype)
+        query_key = query_key * cos + torch.roll(query_key, h // 2, dims=-1) * sin
+        query = query_key[:, :q_heads] * layer.query_scale
+        value_update = qkv[:, (q_heads + kv_heads) * h:]
+        attended = TorchGemma3._step_attention(layer, query, query_key[:, q_heads:], value_update,
+                                               key_cache, value_cache, index, start, keep)
+        # The output kernel was packed head_dim-major (see _Layer): the same order here.
+        attention = layer.output_2d(attended.reshape(b, q_heads, h).transpose(1, 2).reshape(b, 1, q_heads * h))
+        if layer.post_attention_norm is not None:
+            attention = _rms_norm(attention, layer.post_attention_norm, epsilon, dtype)
+        attention_x = x + attention
+        x1, x2 = torch.chunk(layer.gates_2d(_rms_norm(attention_x, layer.pre_ffw_norm, epsilon, dtype)), 2, dim=-1)
+        out = layer.linear_2d(torch.nn.functional.gelu(x1, approximate="tanh") * x2)
+        if layer.post_ffw_norm is not None:
+            out = _rms_norm(out, layer.post_ffw_norm, epsilon, dtype)
+        return out + attention_x
+
+    @staticmethod
+    def _step_attention(layer: _Layer, query, key_update, value_update, key_cache, value_cache,
+                        index: int, start: int, keep):
+        """Writes one key and value per row at ``index`` (where ``keep`` allows) and attends from
+        ``query`` (b, q_heads, h) to the entries ``start..index``: (b, kv_heads, groups, h)."""
+        import torch
+
+        b, q_heads, h = query.shape
+        kv_heads = layer.num_key_value_heads
+        key_update = key_update.reshape(b, 1, kv_heads, h)
+        value_update = value_update.reshape(b, 1, kv_heads, h)
         if keep is not None:
             key_update = torch.where(keep, key_update, key_cache[:, index:index + 1])
             value_update = torch.where(keep, value_update, value_cache[:, index:index + 1])
@@ -371,17 +438,11 @@ class TorchGemma3:
         # (b, kv_heads, entries, h) views of the cache; queries grouped by the key/value head they share.
         key = key_cache[:, start:index + 1].permute(0, 2, 1, 3)
         value = value_cache[:, start:index + 1].permute(0, 2, 1, 3)
-        query = query_key[:, :q_heads].reshape(b, kv_heads, q_heads // kv_heads, h)
-        logits = torch.matmul(query, key.transpose(-1, -2))
+        logits = torch.matmul(query.reshape(b, kv_heads, q_heads // kv_heads, h), key.transpose(-1, -2))
         if layer.logit_soft_cap is not None:
             logits = torch.tanh(logits / layer.logit_soft_cap) * layer.logit_soft_cap
         scores = torch.softmax(logits.to(torch.float32), dim=-1).to(logits.dtype)
-        attention = layer.output_2d(torch.matmul(scores, value).reshape(b, 1, q_heads * h))
-        attention_x = _lean_norm(attention, layer.post_attention_norm, epsilon, residual=x)
-        gates = layer.gates_2d(_lean_norm(attention_x, layer.pre_ffw_norm, epsilon))
-        x1, x2 = torch.chunk(gates, 2, dim=-1)
-        out = layer.linear_2d(torch.nn.functional.gelu(x1, approximate="tanh") * x2)
-        return _lean_norm(out, layer.post_ffw_norm, epsilon, residual=attention_x)
+        return torch.matmul(scores, value)
 
     @staticmethod
     def _sliding(mask, window: int, index: int, length: int, cache_length: int):

@@ -143,10 +143,11 @@ import torch
 import keras_gemma_app as kga
 kga.use_backend("torch")
 from keras_gemma_app.decoding import _model_adapter
-adapter = _model_adapter(kga.load(sys.argv[1], quantize="int4").causal_lm)
+settings = {"quantize": "int4"} if sys.argv[2] == "int4" else {"dtype": sys.argv[2]}
+adapter = _model_adapter(kga.load(sys.argv[1], **settings).causal_lm)
 torch.manual_seed(0)
 prompt = torch.randint(4, 300, (2, 40))
-errors, kept = [], []
+errors, kept, equal = [], [], []
 with torch.inference_mode():
     _, cache = adapter.forward(prompt, adapter.empty_cache(2, 48), 0)
     # Inside the sliding window (16 here), at its edge and past it.
@@ -160,10 +161,13 @@ with torch.inference_mode():
                                            update_mask=torch.tensor([[True], [False]]))
             results.append((hidden, copy))
         (general, general_cache), (lean, lean_cache) = results
-        errors.append(float((lean - general).norm() / general.norm()))
+        errors.append(float((lean - general).float().norm() / general.float().norm()))
+        equal.append(torch.equal(lean, general)
+                     and all(torch.equal(a, b) for x, y in zip(lean_cache, general_cache) for a, b in zip(x, y)))
         kept.append(all(torch.equal(new[1][1:, index], old[1][1:, index])
                         for new, old in zip(lean_cache, cache)))
-print(json.dumps({"lean_step": type(adapter).__name__ == "TorchGemma3", "errors": errors, "kept": kept}))
+print(json.dumps({"lean_step": type(adapter).__name__ == "TorchGemma3", "errors": errors, "kept": kept,
+                  "equal": equal}))
 """
 
 
@@ -173,9 +177,23 @@ def test_one_token_step_computes_what_the_masked_block_does(tiny_preset):
     # Quantized models decode one token through a shorter path (no masks, attention over the
     # filled window only); it must compute what the general block computes, up to the bfloat16
     # rounding of the packed products' inputs.
-    done = run_python(STEP, str(tiny_preset))
+    done = run_python(STEP, str(tiny_preset), "int4")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["lean_step"]
     assert max(result["errors"]) < 0.02, result["errors"]
+    assert all(result["kept"])
+
+
+def test_bfloat16_one_token_step_equals_the_masked_block_bit_for_bit(tiny_preset):
+    from conftest import run_python
+
+    # bfloat16 weights decode one token through the same short path with KerasHub's roundings:
+    # hidden states and caches equal to the general block's, inside the sliding window, at its edge
+    # and past it, with a row that keeps its cache entry.
+    done = run_python(STEP, str(tiny_preset), "bfloat16")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["lean_step"]
+    assert all(result["equal"]), result["errors"]
     assert all(result["kept"])
