@@ -32,8 +32,8 @@ from keras_gemma_app import onednn_linear, torch_packed
 from keras_gemma_app.quantization import QUANTIZE_MODES, quantization_of
 
 
-# Set to 1 to run each decoder block through torch.compile (for quantized models, the blocks of
-# the prompt's pass: their one-token steps stay on the eager short path, measured no slower).
+# Set to 1 to run the general decoder block through torch.compile: the prompt's pass (and float32
+# steps); one-token steps on bfloat16 or quantized weights stay on the eager short path.
 COMPILE_ENV = "KERAS_GEMMA_TORCH_COMPILE"
 
 
