@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from keras_gemma_app import onednn_linear, torch_packed
+from keras_gemma_app import onednn_linear, threaded_rows, torch_packed
 from keras_gemma_app.quantization import QUANTIZE_MODES, quantization_of
 
 
@@ -234,6 +234,9 @@ class TorchGemma3:
             self.lm_head = None
             if self.dtype == torch.bfloat16 and onednn_linear.available():
                 self.lm_head = onednn_linear.PackedBfloat16Linear.from_rows(self.embeddings)
+            elif self.embeddings.dtype == torch.float32:
+                # The float32 product with the transposed table runs on one core: split its rows.
+                self.lm_head = threaded_rows.ThreadedRows(self.embeddings)
         else:
             self.embeddings = None
             self.lm_head = torch_packed.PackedLinear.from_embedding(
