@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import os
 
 # Chunks start at multiples of this many rows: whole blocks for any kernel's tiling.
 _ALIGN = 4096
 
 
 @functools.cache
-def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+def _pool(workers: int, pid: int) -> concurrent.futures.ThreadPoolExecutor:
+    """One pool per process: a forked child does not inherit its parent's threads."""
     return concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keras-gemma-rows")
 
 
@@ -50,4 +52,5 @@ class ThreadedRows:
             with torch.inference_mode(inference), torch.set_grad_enabled(grad):
                 return torch.matmul(x, torch.transpose(chunk, 0, 1))
 
-        return torch.cat(list(_pool(len(self.chunks)).map(product, self.chunks)), dim=-1)
+        pool = _pool(len(self.chunks), os.getpid())
+        return torch.cat(list(pool.map(product, self.chunks)), dim=-1)

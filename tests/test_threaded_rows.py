@@ -1,5 +1,9 @@
 """Row-split products across threads: torch's own values, bit for bit."""
 
+import os
+import signal
+import time
+
 import pytest
 import torch
 
@@ -50,3 +54,25 @@ def test_one_thread_is_the_plain_product():
 def test_rejects_what_is_not_a_matrix():
     with pytest.raises(ValueError, match="Expected a 2-D matrix of rows, received shape"):
         ThreadedRows(torch.zeros(2, 3, 4))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_threads():
+    rows = torch.randn(9000, 32)
+    product = ThreadedRows(rows, threads=2)
+    x = torch.randn(1, 32)
+    product(x)  # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the product completes and is right
+        ok = torch.equal(product(x), torch.matmul(x, rows.t()))
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's product did not finish")
