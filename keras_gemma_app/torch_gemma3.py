@@ -364,7 +364,8 @@ class TorchGemma3:
         Quantized weights (float32 activations) take the short arithmetic: the query scale in the
         query's norm gain, norms as :func:`_lean_norm` with each residual added in, fused products.
         bfloat16 weights take KerasHub's arithmetic, rounding where it rounds
-        (:meth:`_exact_step_block`): the same values bit for bit, in 60% of the time per layer.
+        (:meth:`_exact_step_block`): the same values bit for bit (Gemma 3 270M: forward and logits
+        33 -> 28.5 ms a token).
         """
         import torch
 
