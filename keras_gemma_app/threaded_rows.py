@@ -11,18 +11,50 @@ gives the same values bit for bit, in 34-40 ms.
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
 import os
+import queue
+import threading
 
 # Chunks start at multiples of this many rows: whole blocks for any kernel's tiling.
 _ALIGN = 4096
 
+_HELPERS: dict[int, list[queue.SimpleQueue]] = {}
+_HELPERS_LOCK = threading.Lock()
 
-@functools.cache
-def _pool(workers: int, pid: int) -> concurrent.futures.ThreadPoolExecutor:
-    """One pool per process: a forked child does not inherit its parent's threads."""
-    return concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keras-gemma-rows")
+
+def _helper(tasks: queue.SimpleQueue) -> None:
+    while True:
+        work, done = tasks.get()
+        try:
+            done.append(work())
+        except BaseException as error:  # handed to the caller
+            done.append(error)
+        finally:
+            done.event.set()
+
+
+class _Result(list):
+    def __init__(self):
+        super().__init__()
+        self.event = threading.Event()
+
+
+def _helpers(count: int) -> list[queue.SimpleQueue]:
+    """``count`` helper threads' task queues, started once per process.
+
+    Daemon threads, not a ``ThreadPoolExecutor``: an executor's threads are joined when
+    the interpreter exits, and a process (``keras-gemma serve`` on Ctrl-C) must never wait
+    on idle helpers to end. Keyed by process: a forked child does not inherit its parent's threads.
+    """
+    with _HELPERS_LOCK:
+        key = os.getpid()
+        queues = _HELPERS.setdefault(key, [])
+        while len(queues) < count:
+            tasks: queue.SimpleQueue = queue.SimpleQueue()
+            threading.Thread(target=_helper, args=(tasks,), name=f"keras-gemma-rows-{len(queues)}",
+                             daemon=True).start()
+            queues.append(tasks)
+        return queues[:count]
 
 
 class ThreadedRows:
@@ -45,12 +77,23 @@ class ThreadedRows:
 
         if len(self.chunks) == 1:
             return torch.matmul(x, torch.transpose(self.rows, 0, 1))
-        # Autograd and inference modes are per thread: the workers take the caller's.
+        # Autograd and inference modes are per thread: the helpers take the caller's.
         inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
 
         def product(chunk):
             with torch.inference_mode(inference), torch.set_grad_enabled(grad):
                 return torch.matmul(x, torch.transpose(chunk, 0, 1))
 
-        pool = _pool(len(self.chunks), os.getpid())
-        return torch.cat(list(pool.map(product, self.chunks)), dim=-1)
+        # The first chunk in this thread, the others in helpers.
+        results = []
+        for tasks, chunk in zip(_helpers(len(self.chunks) - 1), self.chunks[1:]):
+            result = _Result()
+            tasks.put((lambda chunk=chunk: product(chunk), result))
+            results.append(result)
+        parts = [product(self.chunks[0])]
+        for result in results:
+            result.event.wait()
+            if isinstance(result[0], BaseException):
+                raise result[0]
+            parts.append(result[0])
+        return torch.cat(parts, dim=-1)

@@ -1,8 +1,6 @@
 """Row-split products across threads: torch's own values, bit for bit."""
 
 import os
-import signal
-import time
 
 import pytest
 import torch
@@ -56,23 +54,58 @@ def test_rejects_what_is_not_a_matrix():
         ThreadedRows(torch.zeros(2, 3, 4))
 
 
+FORK = r"""
+import os, sys, time, torch
+from keras_gemma_app.threaded_rows import ThreadedRows
+rows = torch.randn(9000, 32)
+product = ThreadedRows(rows, threads=2)
+x = torch.randn(1, 32)
+product(x)  # the parent's helper threads exist now
+pid = os.fork()
+if pid == 0:  # the child: exit 0 only if the product completes and is right
+    os._exit(0 if torch.equal(product(x), torch.matmul(x, rows.t())) else 1)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("child exit", os.waitstatus_to_exitcode(status))
+        sys.exit(0)
+    time.sleep(0.05)
+os.kill(pid, 9)
+print("child hung")
+"""
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_gets_its_own_threads():
+    from conftest import run_python
+
+    # In a process of its own: this test process runs JAX's threads, which a fork must not copy.
+    done = run_python(FORK)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "child exit 0"
+
+
+EXIT = r"""
+import torch
+from keras_gemma_app.threaded_rows import ThreadedRows
+rows = torch.randn(9000, 32)
+ThreadedRows(rows, threads=3)(torch.randn(1, 32))
+print("done")
+"""
+
+
+def test_a_process_exits_with_helpers_idle():
+    from conftest import run_python
+
+    # The helpers are daemon threads: the interpreter does not wait on them at exit.
+    done = run_python(EXIT, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "done"
+
+
+def test_a_failing_product_raises_in_the_caller():
     rows = torch.randn(9000, 32)
     product = ThreadedRows(rows, threads=2)
-    x = torch.randn(1, 32)
-    product(x)  # the parent's pool exists now
-    pid = os.fork()
-    if pid == 0:  # the child: exit 0 only if the product completes and is right
-        ok = torch.equal(product(x), torch.matmul(x, rows.t()))
-        os._exit(0 if ok else 1)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0
-            return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    pytest.fail("the forked child's product did not finish")
+    with pytest.raises(RuntimeError):
+        product(torch.randn(1, 31))  # the wrong width: every chunk's product fails
