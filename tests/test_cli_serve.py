@@ -15,10 +15,17 @@ from conftest import ROOT, free_address, run_cli, run_concurrently
 SCRIPT = str(pathlib.Path(sys.executable).with_name("keras-gemma"))
 
 
+# Ctrl-C reaches a server in a terminal's foreground; a test runner started in the background
+# (`cmd &`) passes SIGINT on as ignored, and Python then installs no KeyboardInterrupt for it.
+# The server starts as from a terminal: SIGINT at its default, then exec.
+_FOREGROUND = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+               "os.execv(sys.argv[1], sys.argv[1:])")
+
+
 def _start(*args, address):
     env = {**os.environ, "KERAS_GEMMA_HOST": address}
-    return subprocess.Popen([SCRIPT, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=ROOT)
+    return subprocess.Popen([sys.executable, "-c", _FOREGROUND, SCRIPT, "serve", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
 def _wait_ready(process, address, seconds=300):
