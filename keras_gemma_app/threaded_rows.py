@@ -11,6 +11,7 @@ gives the same values bit for bit, in 34-40 ms.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import queue
 import threading
@@ -24,27 +25,18 @@ _HELPERS_LOCK = threading.Lock()
 
 def _helper(tasks: queue.SimpleQueue) -> None:
     while True:
-        work, done = tasks.get()
+        work, future = tasks.get()
         try:
-            done.append(work())
+            future.set_result(work())
         except BaseException as error:  # handed to the caller
-            done.append(error)
-        finally:
-            done.event.set()
-
-
-class _Result(list):
-    def __init__(self):
-        super().__init__()
-        self.event = threading.Event()
+            future.set_exception(error)
 
 
 def _helpers(count: int) -> list[queue.SimpleQueue]:
     """``count`` helper threads' task queues, started once per process.
 
     Daemon threads, not a ``ThreadPoolExecutor``: an executor's threads are joined when
-    the interpreter exits, and a process (``keras-gemma serve`` on Ctrl-C) must never wait
-    on idle helpers to end. Keyed by process: a forked child does not inherit its parent's threads.
+    the interpreter exits, and no process should wait on idle helpers to end. Keyed by process: a forked child does not inherit its parent's threads.
     """
     with _HELPERS_LOCK:
         key = os.getpid()
@@ -85,15 +77,9 @@ class ThreadedRows:
                 return torch.matmul(x, torch.transpose(chunk, 0, 1))
 
         # The first chunk in this thread, the others in helpers.
-        results = []
+        futures = []
         for tasks, chunk in zip(_helpers(len(self.chunks) - 1), self.chunks[1:]):
-            result = _Result()
-            tasks.put((lambda chunk=chunk: product(chunk), result))
-            results.append(result)
-        parts = [product(self.chunks[0])]
-        for result in results:
-            result.event.wait()
-            if isinstance(result[0], BaseException):
-                raise result[0]
-            parts.append(result[0])
-        return torch.cat(parts, dim=-1)
+            futures.append(concurrent.futures.Future())
+            tasks.put((lambda chunk=chunk: product(chunk), futures[-1]))
+        first = product(self.chunks[0])
+        return torch.cat([first, *(future.result() for future in futures)], dim=-1)

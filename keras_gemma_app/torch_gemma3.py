@@ -249,7 +249,7 @@ class TorchGemma3:
         self.layers = [_Layer(block, self.dtype) for block in backbone.transformer_layers]
         # One token per row runs :meth:`_step_block`: quantized weights through its short float32
         # path, bfloat16 weights through its exact one (KerasHub's values bit for bit).
-        self.lean_step = all(layer.packed or layer.exact_step for layer in self.layers)
+        self.lean_step = all(layer.fused for layer in self.layers)
         # Packed copies do not follow later changes to the Keras weights: remember what they were made from.
         self._sources = [(v, v.value, v.value._version) for v in backbone.weights]
         self._tables: dict[tuple, tuple] = {}
