@@ -29,6 +29,7 @@ Importing this module does not import keras.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import queue
@@ -38,6 +39,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from keras_gemma_app import float32_kernels
 from keras_gemma_app.errors import SettingsError
 from keras_gemma_app.samplers import Beam, Contrastive, Sampler
 
@@ -370,6 +372,10 @@ class _JaxProgram:
         # product: no copy, and each token is faster (35 against 42 ms).
         embedding = model.backbone.token_embedding.embeddings
         keep_in_loop = embedding if embedding.dtype in ("bfloat16", "float16") else None
+        # The prefill multiplies 16-bit kernels through float32 copies: the same values, without
+        # converting every kernel at each call (Gemma 3 270M, 16-token prompt: ~185 -> ~100 ms).
+        # The loop keeps its own conversion, hoisted: given the copies it ran ~10% slower a token.
+        self._kernels = float32_kernels.for_prefill(model)
         self._runs: dict[int, _Run] = {}
         self._run_ids = itertools.count()
 
@@ -383,8 +389,9 @@ class _JaxProgram:
             values = [scope.get_current_value(v) for v in sampler_variables]
             return [old if new is None else new for new, old in zip(values, rng)]
 
-        def run_prefill(weights, rng, prompt_tokens, tokens, prompt_mask, last):
-            with scope(weights, rng) as state:
+        def run_prefill(weights, copies, rng, prompt_tokens, tokens, prompt_mask, last):
+            products = self._kernels.computing(copies) if copies else contextlib.nullcontext()
+            with scope(weights, rng) as state, products:
                 token, cache = prefill(prompt_tokens, tokens, prompt_mask, last)
             return token, cache, updated(state, rng)
 
@@ -433,7 +440,9 @@ class _JaxProgram:
         tokens = jnp.asarray(tokens)
         prompt_mask = jnp.asarray(prompt_mask)
         position = int(tracker.lengths.min()) - 1
-        token, cache, rng = self._prefill(weights, rng, prompt_tokens, tokens, prompt_mask, np.int32(position))
+        copies = [] if self._kernels is None else self._kernels.values
+        token, cache, rng = self._prefill(weights, copies, rng, prompt_tokens, tokens, prompt_mask,
+                                          np.int32(position))
         first = tracker.record(np.asarray(token), position + 1)
         if tracker.done:
             yield first

@@ -37,7 +37,9 @@ def main(backend: str, preset: str, out: str, dtype: str = "float32") -> None:
     with open(out, "w") as file:
         json.dump({"backend": keras.config.backend(), "reference": reference, "streamed": streamed,
                    "adapter": type(decoder._model).__name__,
-                   "xla": bool(getattr(decoder._model, "xla_friendly", False))}, file)
+                   "xla": bool(getattr(decoder._model, "xla_friendly", False)),
+                   "float32_kernels": any(getattr(program, "_kernels", None) is not None
+                                          for program in decoder._programs.values())}, file)
 
 
 if __name__ == "__main__":

@@ -247,7 +247,8 @@ def test_real_model_greedy_stream_equals_generate_on_every_backend(real_preset, 
 
     # (backend, dtype, adapter); torch bfloat16 is held to KerasHub in test_torch_gemma3.
     cases = [("jax", "float32", "_Gemma3Text"), ("tensorflow", "float32", "XlaGemma3"),
-             ("torch", "float32", "TorchGemma3"), ("tensorflow", "bfloat16", "XlaGemma3")]
+             ("torch", "float32", "TorchGemma3"), ("tensorflow", "bfloat16", "XlaGemma3"),
+             ("jax", "bfloat16", "_Gemma3Text")]
     runs = run_concurrently([[sys.executable, str(WORKER), backend, str(real_preset),
                               str(tmp_path / f"{backend}-{dtype}.json"), dtype]
                              for backend, dtype, _ in cases])
@@ -260,5 +261,7 @@ def test_real_model_greedy_stream_equals_generate_on_every_backend(real_preset, 
         assert result["adapter"] == adapter, backend
         if backend == "tensorflow":
             assert result["xla"] == (dtype == "float32"), dtype
+        # JAX bfloat16: the prefill multiplies through float32 kernel copies.
+        assert result["float32_kernels"] == (backend == "jax" and dtype == "bfloat16"), (backend, dtype)
         assert result["streamed"] == result["reference"], (backend, dtype)
         assert [len(tokens) for tokens in result["streamed"]] == [24, 24]

@@ -1,0 +1,123 @@
+"""bfloat16 products on JAX from float32 copies of the kernels, with the same values.
+
+XLA:CPU has no bfloat16 matrix product: for ``einsum(x, kernel)`` on bfloat16
+operands it converts both to float32, multiplies in float32 and rounds the
+result to bfloat16. The kernel's conversion runs at every call of a compiled
+function (inside the decode loop it is hoisted, once per call), so a prompt
+of Gemma 3 270M spent about half its prefill converting weights (~180 of
+~185 ms for 16 tokens, 91 in float32).
+
+:class:`Float32Kernels` keeps a float32 copy of each ``EinsumDense`` kernel and,
+while :meth:`Float32Kernels.computing` is active during tracing, makes those
+layers compute ``cast(einsum(cast(x, float32), kernel32), bfloat16)`` — the
+same operations XLA runs for the bfloat16 product, minus the conversion of the
+kernel. The input passes an ``optimization_barrier`` first: without it XLA
+fused the input's producer (``gelu(a) * b`` before the feed-forward output)
+differently and its values moved; with it the logits equal KerasHub's bit for
+bit (checked on every layer kind of Gemma 3 270M, and by the tests).
+
+The copies cost four bytes a kernel weight beside the two of bfloat16 (~400 MB
+for Gemma 3 270M, whose tied embedding is not copied); the decode loop held
+them anyway, made afresh at each call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+
+_HALF = ("bfloat16", "float16")
+# The copies are made only while they take at most this share of the RAM available.
+RAM_SHARE = 0.25
+_active = threading.local()
+
+
+def _eligible(layer) -> bool:
+    """An ``EinsumDense`` that computes exactly ``einsum(equation, x, kernel)`` on a 16-bit float kernel."""
+    from keras import activations
+    from keras.layers import EinsumDense
+
+    return (type(layer) is EinsumDense and layer.quantization_mode is None and layer.bias is None
+            and layer.activation is activations.linear and not layer.lora_enabled
+            and layer.kernel.dtype in _HALF and layer.compute_dtype == layer.kernel.dtype)
+
+
+class Float32Kernels:
+    """Float32 copies of a backbone's 16-bit ``EinsumDense`` kernels, for JAX programs.
+
+    Pass :attr:`values` into the compiled function as an argument and trace
+    its body inside ``computing(values)``.
+    """
+
+    def __init__(self, backbone):
+        self.layers = [layer for layer in backbone._flatten_layers(include_self=False) if _eligible(layer)]
+        self._sources = []
+        self._values = []
+
+    @property
+    def values(self) -> list:
+        """The float32 copies, made again if a kernel was assigned since they were made."""
+        import jax.numpy as jnp
+
+        sources = [layer.kernel.value for layer in self.layers]
+        if len(sources) != len(self._sources) or any(a is not b for a, b in zip(sources, self._sources)):
+            self._values = []  # the old copies go before the new ones are made
+            self._values = [jnp.asarray(source, dtype=jnp.float32) for source in sources]
+            self._sources = sources
+        return self._values
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the float32 copies take."""
+        return sum(4 * int(math.prod(layer.kernel.shape)) for layer in self.layers)
+
+    @contextlib.contextmanager
+    def computing(self, values):
+        """While active in this thread, the layers multiply by ``values`` (the traced copies)."""
+        for layer in self.layers:
+            if "call" not in vars(layer):
+                layer.call = _dispatching_call(layer)
+        previous = getattr(_active, "kernels", None)
+        _active.kernels = {id(layer): value for layer, value in zip(self.layers, values)}
+        try:
+            yield
+        finally:
+            _active.kernels = previous
+
+
+def for_prefill(model) -> Float32Kernels | None:
+    """Copies for a decoding adapter's prefill: on JAX on a CPU, for a model with 16-bit
+    ``EinsumDense`` kernels, when the copies fit in :data:`RAM_SHARE` of the RAM available; else None."""
+    import jax
+    import keras
+
+    from keras_gemma_app import hardware
+
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or keras.config.backend() != "jax" or jax.default_backend() != "cpu":
+        return None
+    kernels = Float32Kernels(backbone)
+    total, available = hardware.ram()
+    if not kernels.layers or kernels.nbytes > RAM_SHARE * (available or total):
+        return None
+    return kernels
+
+
+def _dispatching_call(layer):
+    """The layer's own call, or the float32 product while :meth:`Float32Kernels.computing` holds
+    a copy for it in this thread (tracing elsewhere, e.g. the decode loop's, is untouched)."""
+    import jax
+    from keras import ops
+
+    own_call = type(layer).call.__get__(layer)
+
+    def call(inputs, training=None):
+        kernel = (getattr(_active, "kernels", None) or {}).get(id(layer))
+        if kernel is None:
+            return own_call(inputs, training=training)
+        inputs = jax.lax.optimization_barrier(ops.cast(inputs, layer.compute_dtype))
+        product = ops.einsum(layer.equation, ops.cast(inputs, "float32"), kernel)
+        return ops.cast(product, layer.compute_dtype)
+
+    return call
