@@ -63,7 +63,8 @@ class Float32Kernels:
         sources = [layer.kernel.value for layer in self.layers]
         if len(sources) != len(self._sources) or any(a is not b for a, b in zip(sources, self._sources)):
             self._values = []  # the old copies go before the new ones are made
-            self._values = [jnp.asarray(source, dtype=jnp.float32) for source in sources]
+            self._values = [jnp.transpose(jnp.asarray(source, dtype=jnp.float32), _product_order(layer.equation))
+                            for layer, source in zip(self.layers, sources)]
             self._sources = sources
         return self._values
 
@@ -104,6 +105,17 @@ def for_prefill(model) -> Float32Kernels | None:
     return kernels
 
 
+def _product_order(equation: str) -> tuple[int, ...]:
+    """The kernel's axes in the order XLA multiplies them: the summed axes as the inputs list them,
+    then the others as the output does. A copy kept in that order is not transposed at each call
+    (XLA transposed each (heads, hidden, head_dim) query kernel of Gemma 3 at every call)."""
+    inputs_spec, rest = equation.split(",")
+    kernel_spec, output_spec = rest.split("->")
+    summed = [kernel_spec.index(axis) for axis in inputs_spec if axis in kernel_spec and axis not in output_spec]
+    kept = [kernel_spec.index(axis) for axis in output_spec if axis in kernel_spec]
+    return tuple(summed + kept)
+
+
 def _dispatching_call(layer):
     """The layer's own call, or the float32 product while :meth:`Float32Kernels.computing` holds
     a copy for it in this thread (tracing elsewhere, e.g. the decode loop's, is untouched)."""
@@ -111,13 +123,16 @@ def _dispatching_call(layer):
     from keras import ops
 
     own_call = type(layer).call.__get__(layer)
+    inputs_spec, rest = layer.equation.split(",")
+    kernel_spec, output_spec = rest.split("->")
+    equation = f"{inputs_spec},{''.join(kernel_spec[i] for i in _product_order(layer.equation))}->{output_spec}"
 
     def call(inputs, training=None):
         kernel = (getattr(_active, "kernels", None) or {}).get(id(layer))
         if kernel is None:
             return own_call(inputs, training=training)
         inputs = jax.lax.optimization_barrier(ops.cast(inputs, layer.compute_dtype))
-        product = ops.einsum(layer.equation, ops.cast(inputs, "float32"), kernel)
+        product = ops.einsum(equation, ops.cast(inputs, "float32"), kernel)
         return ops.cast(product, layer.compute_dtype)
 
     return call

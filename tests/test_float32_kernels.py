@@ -75,6 +75,18 @@ def test_decoder_prefills_through_the_copies_with_keras_hub_tokens(tiny_bfloat16
     assert [program._kernels is not None for program in decoder._programs.values()] == [True]
 
 
+def test_copies_are_kept_in_the_order_the_product_reads_them(tiny_bfloat16):
+    kernels = float32_kernels.Float32Kernels(tiny_bfloat16.backbone)
+    by_equation = {layer.equation: (layer, value) for layer, value in zip(kernels.layers, kernels.values)}
+    # The query kernel (heads, hidden, head_dim) is kept hidden-major; the others as they are.
+    assert float32_kernels._product_order("btd,ndh->btnh") == (1, 0, 2)
+    assert float32_kernels._product_order("btnh,nhd->btd") == (0, 1, 2)
+    assert float32_kernels._product_order("btf,fd->btd") == (0, 1)
+    layer, value = by_equation["btd,ndh->btnh"]
+    heads, hidden, head_dim = layer.kernel.shape
+    assert tuple(value.shape) == (hidden, heads, head_dim)
+
+
 def test_other_threads_keep_the_layers_own_products(tiny_bfloat16):
     kernels = float32_kernels.Float32Kernels(tiny_bfloat16.backbone)
     layer = kernels.layers[0]
@@ -100,7 +112,9 @@ def test_copies_follow_a_kernel_assigned_later(tiny_bfloat16):
     original = np.asarray(layer.kernel.value)
     try:
         layer.kernel.assign(original * 2)
-        assert np.array_equal(np.asarray(kernels.values[0]), np.asarray(layer.kernel.value).astype("float32"))
+        order = float32_kernels._product_order(layer.equation)
+        expected = np.transpose(np.asarray(layer.kernel.value).astype("float32"), order)
+        assert np.array_equal(np.asarray(kernels.values[0]), expected)
     finally:
         layer.kernel.assign(original)
 
