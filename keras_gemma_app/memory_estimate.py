@@ -9,7 +9,7 @@ KerasHub 0.32, 2-core Linux; mean of two runs):
 =========== ======== ============== ======== =====================
 backend     import   weights factor fixed    measured (f32 / bf16)
 =========== ======== ============== ======== =====================
-jax         0.80 GiB 1.02 ×         0.58 GiB 2.40 / 1.89 GiB
+jax         0.80 GiB 1.02 ×         0.58 GiB 2.40 / 2.27 GiB
 tensorflow  0.79 GiB 2.02 ×         0.44 GiB 3.24 / 2.23 GiB
 torch       1.03 GiB 1.05 ×         0.30 GiB 2.38 / 1.85 GiB
 =========== ======== ============== ======== =====================
@@ -17,7 +17,10 @@ torch       1.03 GiB 1.05 ×         0.30 GiB 2.38 / 1.85 GiB
 TensorFlow holds about twice the weights' size once loaded (measured, not explained).
 In bfloat16 the app's torch decoder keeps a second copy of the weights, packed
 for oneDNN (a faster product, see :mod:`onednn_linear`): 2.05 × (two runs, 2.38
-and 2.39 GiB for 270M).
+and 2.39 GiB for 270M). On JAX in bfloat16 the prefill multiplies through float32
+copies of the projection kernels (:mod:`float32_kernels`; not of the tied
+embedding): 1.78 × (2.26 and 2.28 GiB for 270M; more for models whose
+projections are a larger share of the weights).
 
 Quantized weights (presets saved by ``keras-gemma quantize``; int4 in groups
 of 32 with a bfloat16 scale and an int8 zero per group, 0.6 bytes a weight),
@@ -67,6 +70,7 @@ FIXED_BYTES = {"jax": 0.58 * GIB, "tensorflow": 0.44 * GIB, "torch": 0.30 * GIB}
 # fixed extra bytes), per backend and precision.
 PER_PRECISION = {
     ("torch", "bfloat16"): (2.05, 0.0),
+    ("jax", "bfloat16"): (1.78, 0.0), ("jax", "float16"): (1.78, 0.0),
     ("jax", "int8"): (1.0, 0.0), ("jax", "int4"): (1.0, 0.16 * GIB),
     ("tensorflow", "int8"): (3.0, 0.33 * GIB), ("tensorflow", "int4"): (4.33, 0.78 * GIB),
     ("torch", "int8"): (2.05, 0.11 * GIB), ("torch", "int4"): (2.05, 0.30 * GIB),
