@@ -57,9 +57,13 @@ class Float32Kernels:
 
     @property
     def values(self) -> list:
-        """The float32 copies, made again if a kernel was assigned since they were made."""
+        """The float32 copies, made again if a kernel was assigned since they were made; none once a
+        layer no longer qualifies (quantized since, say)."""
         import jax.numpy as jnp
 
+        if not all(_eligible(layer) for layer in self.layers):
+            self._sources, self._values = [], []
+            return []
         sources = [layer.kernel.value for layer in self.layers]
         if len(sources) != len(self._sources) or any(a is not b for a, b in zip(sources, self._sources)):
             self._values = []  # the old copies go before the new ones are made

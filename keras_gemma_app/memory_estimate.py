@@ -19,8 +19,9 @@ In bfloat16 the app's torch decoder keeps a second copy of the weights, packed
 for oneDNN (a faster product, see :mod:`onednn_linear`): 2.05 × (two runs, 2.38
 and 2.39 GiB for 270M). On JAX in bfloat16 the prefill multiplies through float32
 copies of the projection kernels (:mod:`float32_kernels`; not of the tied
-embedding): 1.78 × (2.26 and 2.28 GiB for 270M; more for models whose
-projections are a larger share of the weights).
+embedding): +0.76 × the weights (2.26 and 2.28 GiB for 270M; more for models
+whose projections are a larger share of the weights), counted only where the
+app would make them (at most a quarter of the RAM available).
 
 Quantized weights (presets saved by ``keras-gemma quantize``; int4 in groups
 of 32 with a bfloat16 scale and an int8 zero per group, 0.6 bytes a weight),
@@ -70,12 +71,15 @@ FIXED_BYTES = {"jax": 0.58 * GIB, "tensorflow": 0.44 * GIB, "torch": 0.30 * GIB}
 # fixed extra bytes), per backend and precision.
 PER_PRECISION = {
     ("torch", "bfloat16"): (2.05, 0.0),
-    ("jax", "bfloat16"): (1.78, 0.0), ("jax", "float16"): (1.78, 0.0),
     ("jax", "int8"): (1.0, 0.0), ("jax", "int4"): (1.0, 0.16 * GIB),
     ("tensorflow", "int8"): (3.0, 0.33 * GIB), ("tensorflow", "int4"): (4.33, 0.78 * GIB),
     ("torch", "int8"): (2.05, 0.11 * GIB), ("torch", "int4"): (2.05, 0.30 * GIB),
 }
 DEVICE_FACTOR = 1.2
+# JAX on a CPU with 16-bit weights: the prefill's float32 copies of the projection kernels, per byte
+# of weights (Gemma 3 270M: 2.26-2.28 GiB resident with them, 1.89 without). They are made only
+# while they take at most float32_kernels.RAM_SHARE of the RAM available, so they count only then.
+JAX_COPIES_FACTOR = 0.76
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +108,16 @@ def weights_bytes(params: int, precision: str) -> int:
     return int(params * BYTES_PER_PRECISION[precision])
 
 
+def _jax_copies(weights: float) -> float:
+    """Bytes of the float32 kernel copies JAX's bfloat16 prefill would make on this machine (or 0)."""
+    from keras_gemma_app.float32_kernels import RAM_SHARE
+    from keras_gemma_app.hardware import ram
+
+    copies = JAX_COPIES_FACTOR * weights
+    total, available = ram()
+    return copies if copies <= RAM_SHARE * (available or total) else 0.0
+
+
 def estimate_memory(params: int, precision: str, backend: str = "jax", device: str = "cpu") -> MemoryEstimate:
     """Memory a model of ``params`` parameters needs at ``precision`` on ``backend``."""
     if backend not in RUNTIME_BYTES:
@@ -112,6 +126,8 @@ def estimate_memory(params: int, precision: str, backend: str = "jax", device: s
     if device == "cpu":
         factor, extra = PER_PRECISION.get((backend, precision), (WEIGHTS_FACTOR[backend], 0.0))
         total = RUNTIME_BYTES[backend] + FIXED_BYTES[backend] + extra + factor * weights
+        if backend == "jax" and precision in ("bfloat16", "float16"):
+            total += _jax_copies(weights)
     else:
         total = DEVICE_FACTOR * weights
     return MemoryEstimate(weights, int(total), device, precision, backend)

@@ -88,3 +88,20 @@ def test_unknown_precision_or_backend():
         estimate_memory(10, "fp8")
     with pytest.raises(SettingsError, match="Unknown backend 'mlx'"):
         estimate_memory(10, "float32", "mlx")
+
+
+def test_jax_bfloat16_counts_the_float32_kernel_copies_only_where_they_would_be_made(monkeypatch):
+    from keras_gemma_app import hardware
+
+    params = 4_000_000_000
+    monkeypatch.setattr(hardware, "ram", lambda: (256 * GIB, 200 * GIB))
+    roomy = estimate_memory(params, "bfloat16", "jax").total_bytes
+    # 16 GiB available: the copies (~6 GB for 4B) would take more than a quarter, so none are made.
+    monkeypatch.setattr(hardware, "ram", lambda: (24 * GIB, 16 * GIB))
+    tight = estimate_memory(params, "bfloat16", "jax").total_bytes
+    weights = weights_bytes(params, "bfloat16")
+    assert roomy - tight == pytest.approx(0.76 * weights, rel=1e-6)
+    # float32 weights and other backends have no copies: the RAM does not change their estimate.
+    float32_tight = estimate_memory(params, "float32", "jax").total_bytes
+    monkeypatch.setattr(hardware, "ram", lambda: (256 * GIB, 200 * GIB))
+    assert estimate_memory(params, "float32", "jax").total_bytes == float32_tight
