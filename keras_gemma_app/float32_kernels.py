@@ -93,18 +93,20 @@ class Float32Kernels:
 
 def for_prefill(model) -> Float32Kernels | None:
     """Copies for a decoding adapter's prefill: on JAX on a CPU, for a model with 16-bit
-    ``EinsumDense`` kernels, when the copies fit in :data:`RAM_SHARE` of the RAM available; else None."""
+    ``EinsumDense`` kernels, when the copies fit in :data:`RAM_SHARE` of the RAM available
+    ($KERAS_GEMMA_MEMORY where set); else None."""
     import jax
     import keras
 
     from keras_gemma_app import hardware
+    from keras_gemma_app.memory_guard import memory_limit
 
     backbone = getattr(model, "backbone", None)
     if backbone is None or keras.config.backend() != "jax" or jax.default_backend() != "cpu":
         return None
     kernels = Float32Kernels(backbone)
     total, available = hardware.ram()
-    if not kernels.layers or kernels.nbytes > RAM_SHARE * (available or total):
+    if not kernels.layers or kernels.nbytes > RAM_SHARE * (memory_limit() or available or total):
         return None
     return kernels
 

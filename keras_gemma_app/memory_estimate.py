@@ -108,18 +108,22 @@ def weights_bytes(params: int, precision: str) -> int:
     return int(params * BYTES_PER_PRECISION[precision])
 
 
-def _jax_copies(weights: float) -> float:
-    """Bytes of the float32 kernel copies JAX's bfloat16 prefill would make on this machine (or 0)."""
+def jax_copies_bytes(weights: float, available_bytes: int | None) -> float:
+    """Bytes of the float32 kernel copies JAX's 16-bit prefill makes with ``available_bytes`` of RAM
+    available: 0 when they would take more than ``float32_kernels.RAM_SHARE`` of it, or it is unknown."""
     from keras_gemma_app.float32_kernels import RAM_SHARE
-    from keras_gemma_app.hardware import ram
 
     copies = JAX_COPIES_FACTOR * weights
-    total, available = ram()
-    return copies if copies <= RAM_SHARE * (available or total) else 0.0
+    return copies if available_bytes is not None and copies <= RAM_SHARE * available_bytes else 0.0
 
 
-def estimate_memory(params: int, precision: str, backend: str = "jax", device: str = "cpu") -> MemoryEstimate:
-    """Memory a model of ``params`` parameters needs at ``precision`` on ``backend``."""
+def estimate_memory(params: int, precision: str, backend: str = "jax", device: str = "cpu",
+                    available_bytes: int | None = None) -> MemoryEstimate:
+    """Memory a model of ``params`` parameters needs at ``precision`` on ``backend``.
+
+    ``available_bytes``: the RAM available to the model, when known; on JAX at 16 bits it decides
+    whether the prefill's float32 kernel copies (:mod:`float32_kernels`) are counted.
+    """
     if backend not in RUNTIME_BYTES:
         raise SettingsError(f"Unknown backend {backend!r}: expected one of {', '.join(RUNTIME_BYTES)}.")
     weights = weights_bytes(params, precision)
@@ -127,7 +131,7 @@ def estimate_memory(params: int, precision: str, backend: str = "jax", device: s
         factor, extra = PER_PRECISION.get((backend, precision), (WEIGHTS_FACTOR[backend], 0.0))
         total = RUNTIME_BYTES[backend] + FIXED_BYTES[backend] + extra + factor * weights
         if backend == "jax" and precision in ("bfloat16", "float16"):
-            total += _jax_copies(weights)
+            total += jax_copies_bytes(weights, available_bytes)
     else:
         total = DEVICE_FACTOR * weights
     return MemoryEstimate(weights, int(total), device, precision, backend)

@@ -99,7 +99,7 @@ def check_fits(ref: ModelRef, source: str, precision: str, backend: str, machine
     machine = machine if machine is not None else detect_machine(backend)
     free, where = free_memory(machine)
     device = machine.device
-    need = _model_share(params, precision, backend, device)
+    need = _model_share(params, precision, backend, device, free)
     if need <= free:
         return
     raise InsufficientMemoryError(
@@ -109,19 +109,19 @@ def check_fits(ref: ModelRef, source: str, precision: str, backend: str, machine
     )
 
 
-def _model_share(params: int, precision: str, backend: str, device: str) -> int:
-    total = estimate_memory(params, precision, backend, device).total_bytes
+def _model_share(params: int, precision: str, backend: str, device: str, free: int) -> int:
+    total = estimate_memory(params, precision, backend, device, available_bytes=free).total_bytes
     return total - int(RUNTIME_BYTES[backend]) if device == "cpu" else total
 
 
 def _suggestion(ref: ModelRef, params: int, precision: str, backend: str, device: str, free: int) -> str:
     if precision == "float32":
-        half = _model_share(params, "bfloat16", backend, device)
+        half = _model_share(params, "bfloat16", backend, device, free)
         if half <= free:
             return f"At bfloat16 it needs about {format_bytes(half)}: add --dtype bfloat16."
     entry = catalogue.find(ref.text)
     smaller = [e for e in catalogue.entries() if e.kaggle_handle and not e.is_draft and e.params < params]
-    fitting = [e for e in smaller if _model_share(e.params, "bfloat16", backend, device) <= free]
+    fitting = [e for e in smaller if _model_share(e.params, "bfloat16", backend, device, free) <= free]
     if entry is not None:
         # The nearest in kind first: same family, tuning and modality; then looser.
         from keras_gemma_app.variant_guide import CORE_FAMILIES
@@ -138,5 +138,5 @@ def _suggestion(ref: ModelRef, params: int, precision: str, backend: str, device
     if not fitting:
         return "No smaller Gemma fits either."
     nearest = max(fitting, key=lambda e: (e.params, e.generation))
-    need = format_bytes(_model_share(nearest.params, "bfloat16", backend, device))
+    need = format_bytes(_model_share(nearest.params, "bfloat16", backend, device, free))
     return f"The nearest model that fits is {nearest.name} (about {need} at bfloat16)."

@@ -12,7 +12,9 @@ from keras_gemma_app.backend import BACKENDS, requested_backend
 from keras_gemma_app.cli.console import stdout_console
 from keras_gemma_app.catalogue import cached_location, get, human_count
 from keras_gemma_app.hardware import format_bytes
+from keras_gemma_app.hardware import ram
 from keras_gemma_app.memory_estimate import PRECISIONS, estimate_memory
+from keras_gemma_app.memory_guard import memory_limit
 
 _TUNING = {"pt": "pretrained", "it": "instruction-tuned", "ft": "fine-tuned", "mix": "multi-task (mix)"}
 
@@ -27,7 +29,9 @@ def show(model, backend, as_json):
     entry = get(model)
     backend = requested_backend(backend)
     where = cached_location(entry)
-    estimates = {precision: estimate_memory(entry.params, precision, backend) for precision in PRECISIONS}
+    available = memory_limit() or ram()[1]
+    estimates = {precision: estimate_memory(entry.params, precision, backend, available_bytes=available)
+                 for precision in PRECISIONS}
     if as_json:
         click.echo(json.dumps({
             **dataclasses.asdict(entry),
