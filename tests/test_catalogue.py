@@ -7,6 +7,7 @@ from click.testing import CliRunner
 import keras_gemma_app as kga
 from keras_gemma_app import catalogue
 from keras_gemma_app.cli import main
+from keras_gemma_app.hardware import ram
 from keras_gemma_app.memory_estimate import estimate_memory
 
 # Every KerasHub preset of these Gemma families must be in the catalogue.
@@ -85,7 +86,15 @@ def test_show_bundled(real_preset):
     assert info["cached"] == str(real_preset)
     assert info["weights_bytes"]["bfloat16"] == 2 * 268_098_176
     assert info["memory_backend"] == "jax"
-    assert info["memory_bytes"]["bfloat16"] == estimate_memory(268_098_176, "bfloat16", "jax").total_bytes
+    # For the RAM this machine has available: on JAX at 16 bits that includes the float32 kernel copies.
+    available = ram()[1]
+    assert info["memory_bytes"]["bfloat16"] == estimate_memory(268_098_176, "bfloat16", "jax",
+                                                               available_bytes=available).total_bytes
+    # Under a 1 GB $KERAS_GEMMA_MEMORY the copies would not be made, nor counted.
+    limited = json.loads(CliRunner().invoke(main, ["show", "gemma3_270m_pypi", "--json"],
+                                            env={"KERAS_GEMMA_MEMORY": "1GB"}).stdout)
+    assert limited["memory_bytes"]["bfloat16"] == estimate_memory(268_098_176, "bfloat16", "jax").total_bytes
+    assert limited["memory_bytes"]["bfloat16"] < info["memory_bytes"]["bfloat16"]
     assert info["memory_bytes"]["float32"] > info["memory_bytes"]["bfloat16"] > info["memory_bytes"]["int4"]
     table = CliRunner().invoke(main, ["show", "gemma3_270m_pypi", "--backend", "torch"])
     assert "pretrained" in table.stdout and "268,098,176" in table.stdout
