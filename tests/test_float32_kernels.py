@@ -62,6 +62,17 @@ def test_products_through_the_copies_equal_the_bfloat16_ones_bit_for_bit(tiny_bf
     assert not np.array_equal(plain, moved)
 
 
+def test_float16_products_through_the_copies_equal_too(tiny_preset, backend):
+    if backend != "jax":
+        pytest.skip("float32 kernel copies are for JAX")
+    causal_lm = kga.load(str(tiny_preset), dtype="float16").causal_lm
+    kernels = float32_kernels.Float32Kernels(causal_lm.backbone)
+    assert len(kernels.layers) == 7 * causal_lm.backbone.num_layers
+    token_ids, mask = _inputs()
+    plain = np.asarray(_forward(causal_lm, None)([], token_ids, mask))
+    assert np.array_equal(plain, np.asarray(_forward(causal_lm, kernels)(kernels.values, token_ids, mask)))
+
+
 def test_decoder_prefills_through_the_copies_with_keras_hub_tokens(tiny_bfloat16):
     rows = [[2, 5, 9, 14, 20, 31, 44], [2, 7, 11]]
     length = len(rows[0]) + 10
