@@ -1,24 +1,27 @@
-"""bfloat16 products on JAX from float32 copies of the kernels, with the same values.
+"""16-bit products on JAX from float32 copies of the kernels, with the same values.
 
-XLA:CPU has no bfloat16 matrix product: for ``einsum(x, kernel)`` on bfloat16
-operands it converts both to float32, multiplies in float32 and rounds the
-result to bfloat16. The kernel's conversion runs at every call of a compiled
-function (inside the decode loop it is hoisted, once per call), so a prompt
-of Gemma 3 270M spent about half its prefill converting weights (~180 of
-~185 ms for 16 tokens, 91 in float32).
+XLA:CPU has no bfloat16 (or float16) matrix product: for ``einsum(x, kernel)``
+on 16-bit operands it converts both to float32, multiplies in float32 and rounds
+the result. The kernels' conversion runs at every call of a compiled function
+(inside the decode loop it is hoisted: once per call), and it dominated the
+prompt's pass: Gemma 3 270M prefilled a 16-token prompt (48 rows, see
+``decoding.bucket``) in ~185 ms in bfloat16, against 91 ms with float32 weights.
 
 :class:`Float32Kernels` keeps a float32 copy of each ``EinsumDense`` kernel and,
 while :meth:`Float32Kernels.computing` is active during tracing, makes those
 layers compute ``cast(einsum(cast(x, float32), kernel32), bfloat16)`` — the
-same operations XLA runs for the bfloat16 product, minus the conversion of the
-kernel. The input passes an ``optimization_barrier`` first: without it XLA
-fused the input's producer (``gelu(a) * b`` before the feed-forward output)
-differently and its values moved; with it the logits equal KerasHub's bit for
-bit (checked on every layer kind of Gemma 3 270M, and by the tests).
+operations XLA runs for the 16-bit product, minus the kernel's conversion. The
+input passes an ``optimization_barrier`` first: without it XLA fused the
+input's producer (``gelu(a) * b`` before the feed-forward output) differently
+and its values moved; with it the logits equal KerasHub's bit for bit (the
+tests compare them, and the real model's tokens). Each copy is kept in the
+axis order the product reads (:func:`_product_order`), or XLA transposed the
+query kernels at every call. Prefill with the copies: ~120 ms.
 
-The copies cost four bytes a kernel weight beside the two of bfloat16 (~400 MB
-for Gemma 3 270M, whose tied embedding is not copied); the decode loop held
-them anyway, made afresh at each call.
+The copies cost four bytes per kernel weight beside the two of bfloat16 (~400 MB
+for Gemma 3 270M, whose tied embedding is not copied). Only the prefill uses
+them: the decode loop, handed them, ran ~6% slower a token than with its own
+hoisted conversion.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ def _eligible(layer) -> bool:
 
     return (type(layer) is EinsumDense and layer.quantization_mode is None and layer.bias is None
             and layer.activation is activations.linear and not layer.lora_enabled
-            and layer.kernel.dtype in _HALF and layer.compute_dtype == layer.kernel.dtype)
+            and layer.kernel.dtype in _HALF and layer.compute_dtype == layer.kernel.dtype
+            and sorted(_product_order(layer.equation)) == list(range(len(layer.kernel.shape))))
 
 
 class Float32Kernels:
