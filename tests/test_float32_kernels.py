@@ -130,11 +130,25 @@ def test_copies_follow_a_kernel_assigned_later(tiny_bfloat16):
         layer.kernel.assign(original)
 
 
-def test_no_copies_for_float32_weights_or_short_ram(tiny_bfloat16, tiny_pipe, monkeypatch):
+def test_float32_weights_copy_only_the_kernels_xla_would_transpose(tiny_pipe, backend):
+    if backend != "jax":
+        pytest.skip("float32 kernel copies are for JAX")
+    causal_lm = tiny_pipe.causal_lm
+    kernels = float32_kernels.for_prefill(causal_lm)
+    # The query kernels (heads, hidden, head_dim); key/value kernels of one head move nothing.
+    assert [layer.name for layer in kernels.layers] == ["query"] * causal_lm.backbone.num_layers
+    assert causal_lm.backbone.num_query_heads > 1
+    token_ids, mask = _inputs()
+    plain = np.asarray(_forward(causal_lm, None)([], token_ids, mask))
+    assert np.array_equal(plain, np.asarray(_forward(causal_lm, kernels)(kernels.values, token_ids, mask)))
+    moved = np.asarray(_forward(causal_lm, kernels)([v * 1.5 for v in kernels.values], token_ids, mask))
+    assert not np.array_equal(plain, moved)
+
+
+def test_no_copies_for_short_ram(tiny_bfloat16, monkeypatch):
     from keras_gemma_app import hardware
     from keras_gemma_app.decoding import _model_adapter
 
-    assert float32_kernels.for_prefill(_model_adapter(tiny_pipe.causal_lm)) is None  # float32 model
     model = _model_adapter(tiny_bfloat16)
     kernels = float32_kernels.for_prefill(model)
     assert kernels is not None and kernels.nbytes == 4 * sum(int(np.prod(l.kernel.shape)) for l in kernels.layers)
