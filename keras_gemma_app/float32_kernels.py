@@ -31,11 +31,13 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import weakref
 
 _HALF = ("bfloat16", "float16")
 # The copies are made only while they take at most this share of the RAM available.
 RAM_SHARE = 0.25
 _active = threading.local()
+_shared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _eligible(layer) -> bool:
@@ -116,10 +118,13 @@ def for_prefill(model) -> Float32Kernels | None:
     backbone = getattr(model, "backbone", None)
     if backbone is None or keras.config.backend() != "jax" or jax.default_backend() != "cpu":
         return None
+    if backbone in _shared:  # one set of copies per model, whatever the programs and decoders
+        return _shared[backbone]
     kernels = Float32Kernels(backbone)
     total, available = hardware.ram()
     if not kernels.layers or kernels.nbytes > RAM_SHARE * (memory_limit() or available or total):
         return None
+    _shared[backbone] = kernels
     return kernels
 
 

@@ -2,6 +2,7 @@
 
 import contextlib
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -91,6 +92,16 @@ def test_copies_are_kept_in_the_order_the_product_reads_them(tiny_bfloat16):
     assert tuple(value.shape) == (hidden, heads, head_dim)
 
 
+def test_programs_and_decoders_of_one_model_share_one_set_of_copies(tiny_bfloat16):
+    first, second = Decoder(tiny_bfloat16), Decoder(tiny_bfloat16)
+    first.generate([[2, 5, 9]], max_new_tokens=2, sampler=kga.Greedy())
+    first.generate([[2, 5, 9]], max_new_tokens=2, sampler=kga.TopK(k=5, seed=1))
+    second.generate([[2, 5, 9]], max_new_tokens=2, sampler=kga.Greedy())
+    programs = [*first._programs.values(), *second._programs.values()]
+    assert len(programs) == 3
+    assert all(program._kernels is programs[0]._kernels is not None for program in programs)
+
+
 def test_other_threads_keep_the_layers_own_products(tiny_bfloat16):
     kernels = float32_kernels.Float32Kernels(tiny_bfloat16.backbone)
     layer = kernels.layers[0]
@@ -143,7 +154,10 @@ def test_no_copies_for_short_ram(tiny_bfloat16, monkeypatch):
     from keras_gemma_app.decoding import _model_adapter
 
     model = _model_adapter(tiny_bfloat16)
+    monkeypatch.setattr(float32_kernels, "_shared", weakref.WeakKeyDictionary())  # none made yet
     kernels = float32_kernels.for_prefill(model)
     assert kernels is not None and kernels.nbytes == 4 * sum(int(np.prod(l.kernel.shape)) for l in kernels.layers)
+    assert float32_kernels.for_prefill(model) is kernels  # made once per model
+    monkeypatch.setattr(float32_kernels, "_shared", weakref.WeakKeyDictionary())
     monkeypatch.setattr(hardware, "ram", lambda: (8 << 30, int(kernels.nbytes / float32_kernels.RAM_SHARE) - 1))
     assert float32_kernels.for_prefill(model) is None
