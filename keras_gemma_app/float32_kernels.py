@@ -112,8 +112,7 @@ def for_prefill(model) -> Float32Kernels | None:
     import jax
     import keras
 
-    from keras_gemma_app import hardware
-    from keras_gemma_app.memory_guard import memory_limit
+    from keras_gemma_app.memory_guard import available_ram
 
     backbone = getattr(model, "backbone", None)
     if backbone is None or keras.config.backend() != "jax" or jax.default_backend() != "cpu":
@@ -121,11 +120,16 @@ def for_prefill(model) -> Float32Kernels | None:
     if backbone in _shared:  # one set of copies per model, whatever the programs and decoders
         return _shared[backbone]
     kernels = Float32Kernels(backbone)
-    total, available = hardware.ram()
-    if not kernels.layers or kernels.nbytes > RAM_SHARE * (memory_limit() or available or total):
+    if not kernels.layers or not fits(kernels.nbytes, available_ram()):
         return None
     _shared[backbone] = kernels
     return kernels
+
+
+def fits(nbytes: float, available_bytes: int | None) -> bool:
+    """Whether copies of ``nbytes`` are made with ``available_bytes`` of RAM available (None: unknown,
+    not made): while they take at most :data:`RAM_SHARE` of it."""
+    return available_bytes is not None and nbytes <= RAM_SHARE * available_bytes
 
 
 def _product_order(equation: str) -> tuple[int, ...]:

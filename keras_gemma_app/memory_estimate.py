@@ -108,13 +108,13 @@ def weights_bytes(params: int, precision: str) -> int:
     return int(params * BYTES_PER_PRECISION[precision])
 
 
-def jax_copies_bytes(weights: float, available_bytes: int | None) -> float:
+def _jax_copies_bytes(weights: float, available_bytes: int | None) -> float:
     """Bytes of the float32 kernel copies JAX's 16-bit prefill makes with ``available_bytes`` of RAM
-    available: 0 when they would take more than ``float32_kernels.RAM_SHARE`` of it, or it is unknown."""
-    from keras_gemma_app.float32_kernels import RAM_SHARE
+    available (:func:`float32_kernels.fits`), else 0."""
+    from keras_gemma_app.float32_kernels import fits
 
     copies = JAX_COPIES_FACTOR * weights
-    return copies if available_bytes is not None and copies <= RAM_SHARE * available_bytes else 0.0
+    return copies if fits(copies, available_bytes) else 0.0
 
 
 def estimate_memory(params: int, precision: str, backend: str = "jax", device: str = "cpu",
@@ -131,7 +131,7 @@ def estimate_memory(params: int, precision: str, backend: str = "jax", device: s
         factor, extra = PER_PRECISION.get((backend, precision), (WEIGHTS_FACTOR[backend], 0.0))
         total = RUNTIME_BYTES[backend] + FIXED_BYTES[backend] + extra + factor * weights
         if backend == "jax" and precision in ("bfloat16", "float16"):
-            total += jax_copies_bytes(weights, available_bytes)
+            total += _jax_copies_bytes(weights, available_bytes)
     else:
         total = DEVICE_FACTOR * weights
     return MemoryEstimate(weights, int(total), device, precision, backend)

@@ -15,7 +15,7 @@ import pathlib
 
 from keras_gemma_app import catalogue
 from keras_gemma_app.errors import InsufficientMemoryError
-from keras_gemma_app.hardware import Machine, detect_machine, format_bytes, parse_memory
+from keras_gemma_app.hardware import Machine, detect_machine, format_bytes, parse_memory, ram
 from keras_gemma_app.kaggle_cache import KaggleHandle
 from keras_gemma_app.memory_estimate import BYTES_PER_PRECISION, RUNTIME_BYTES, estimate_memory
 from keras_gemma_app.model_ref import ModelRef
@@ -74,6 +74,16 @@ def memory_limit() -> int | None:
     """The memory set with $KERAS_GEMMA_MEMORY (e.g. "8GB"), or None."""
     text = os.environ.get(MEMORY_ENV, "").strip()
     return parse_memory(text) if text else None
+
+
+def available_ram() -> int:
+    """The RAM a model on this machine may take now: $KERAS_GEMMA_MEMORY where set, else the RAM
+    available (the total where that is unknown)."""
+    limit = memory_limit()
+    if limit is not None:
+        return limit
+    total, available = ram()
+    return available or total
 
 
 def free_memory(machine: Machine) -> tuple[int, str]:

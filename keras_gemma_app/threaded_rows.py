@@ -36,7 +36,8 @@ def _helpers(count: int) -> list[queue.SimpleQueue]:
     """``count`` helper threads' task queues, started once per process.
 
     Daemon threads, not a ``ThreadPoolExecutor``: an executor's threads are joined when
-    the interpreter exits, and no process should wait on idle helpers to end. Keyed by process: a forked child does not inherit its parent's threads.
+    the interpreter exits, and no process should wait on idle helpers to end. Keyed by process:
+    a forked child does not inherit its parent's threads.
     """
     with _HELPERS_LOCK:
         key = os.getpid()

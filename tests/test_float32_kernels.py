@@ -150,7 +150,7 @@ def test_float32_weights_copy_only_the_kernels_xla_would_transpose(tiny_pipe, ba
 
 
 def test_no_copies_for_short_ram(tiny_bfloat16, monkeypatch):
-    from keras_gemma_app import hardware
+    from keras_gemma_app import memory_guard
     from keras_gemma_app.decoding import _model_adapter
 
     model = _model_adapter(tiny_bfloat16)
@@ -159,5 +159,5 @@ def test_no_copies_for_short_ram(tiny_bfloat16, monkeypatch):
     assert kernels is not None and kernels.nbytes == 4 * sum(int(np.prod(l.kernel.shape)) for l in kernels.layers)
     assert float32_kernels.for_prefill(model) is kernels  # made once per model
     monkeypatch.setattr(float32_kernels, "_shared", weakref.WeakKeyDictionary())
-    monkeypatch.setattr(hardware, "ram", lambda: (8 << 30, int(kernels.nbytes / float32_kernels.RAM_SHARE) - 1))
+    monkeypatch.setattr(memory_guard, "ram", lambda: (8 << 30, int(kernels.nbytes / float32_kernels.RAM_SHARE) - 1))
     assert float32_kernels.for_prefill(model) is None

@@ -12,9 +12,8 @@ from keras_gemma_app.backend import BACKENDS, requested_backend
 from keras_gemma_app.cli.console import stdout_console
 from keras_gemma_app.catalogue import cached_location, get, human_count
 from keras_gemma_app.hardware import format_bytes
-from keras_gemma_app.hardware import ram
 from keras_gemma_app.memory_estimate import PRECISIONS, estimate_memory
-from keras_gemma_app.memory_guard import memory_limit
+from keras_gemma_app.memory_guard import available_ram
 
 _TUNING = {"pt": "pretrained", "it": "instruction-tuned", "ft": "fine-tuned", "mix": "multi-task (mix)"}
 
@@ -29,7 +28,7 @@ def show(model, backend, as_json):
     entry = get(model)
     backend = requested_backend(backend)
     where = cached_location(entry)
-    available = memory_limit() or ram()[1]
+    available = available_ram()
     estimates = {precision: estimate_memory(entry.params, precision, backend, available_bytes=available)
                  for precision in PRECISIONS}
     if as_json:
