@@ -34,8 +34,9 @@ def available() -> bool:
 
     try:
         engines = torch.backends.quantized.supported_engines
-        return torch.backends.quantized.engine in ("x86", "fbgemm") and "fbgemm" in engines and hasattr(
-            torch.ops.quantized, "linear_dynamic")
+        return (torch.backends.quantized.engine in ("x86", "fbgemm") and "fbgemm" in engines
+                and hasattr(torch, "_make_per_channel_quantized_tensor")
+                and hasattr(torch.ops.quantized, "linear_dynamic"))
     except (AttributeError, RuntimeError):
         return False
 
@@ -50,12 +51,14 @@ class DynamicInt8Linear:
             raise ValueError(f"Expected a 2-D int8 weight, received {tuple(weight.shape)} {weight.dtype}.")
         self.out_features, self.in_features = weight.shape
         with warnings.catch_warnings():
-            # torch marks its quantized tensors as deprecated; the packed product below is what is used.
+            # torch warns that its quantized tensor types are to be removed in a later release; this
+            # one has them (where it does not, available() is False and the weight-only kernel runs).
             warnings.simplefilter("ignore", UserWarning)
             quantized = torch._make_per_channel_quantized_tensor(
                 weight.contiguous(), scale.to(torch.float64), torch.zeros(self.out_features, dtype=torch.int64), 0)
             self._packed = torch.ops.quantized.linear_prepack(quantized, None)
-        self.nbytes = weight.numel() + 8 * self.out_features
+        # The int8 values, and a float64 scale and int64 zero point per output.
+        self.nbytes = weight.numel() + 16 * self.out_features
 
     def __call__(self, x):
         """x: (rows, in) float32 -> (rows, out) float32."""
