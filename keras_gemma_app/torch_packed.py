@@ -203,7 +203,8 @@ class PackedLinear:
                  int4_blocks=None, dynamic: bool = False):
         """``dynamic``: an int8 product through :mod:`dynamic_int8` where this torch runs it (the
         activations quantized at each call: about twice as fast); otherwise torch's weight-only int8
-        kernel. Under ``torch.compile`` only the weight-only kernel is available."""
+        kernel. Code that ``torch.compile`` traces needs the latter: the engine's packed weights
+        cannot be traced."""
         import torch
 
         # The kernels are fast with bfloat16 activations only (float32: 30x slower for int4 here).
@@ -249,7 +250,7 @@ class PackedLinear:
         import torch
 
         shape = x.shape
-        if self._dynamic is not None and not torch.compiler.is_compiling():
+        if self._dynamic is not None:
             out = self._dynamic(x.reshape(-1, shape[-1]).to(torch.float32).contiguous())
             return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
         flat = x.reshape(-1, shape[-1]).to(self.dtype)
