@@ -57,15 +57,25 @@ class DynamicInt8Linear:
             quantized = torch._make_per_channel_quantized_tensor(
                 weight.contiguous(), scale.to(torch.float64), torch.zeros(self.out_features, dtype=torch.int64), 0)
             self._packed = torch.ops.quantized.linear_prepack(quantized, None)
-        # The int8 values, and a float64 scale and int64 zero point per output.
-        self.nbytes = weight.numel() + 16 * self.out_features
 
-    def __call__(self, x):
-        """x: (rows, in) float32 -> (rows, out) float32."""
+    @classmethod
+    def from_embedding(cls, layer):
+        """The reverse projection of a Keras int8 embedding (hidden -> logits), on its own int8 table:
+        Keras reads a row back as ``values / embeddings_scale``."""
         import torch
 
-        if x.shape[0] == 1:
-            return torch.ops.quantized.linear_dynamic(x, self._packed, _REDUCE_RANGE)
-        # One quantization range per row: each row scaled to a largest magnitude of 1, then back.
-        peak = torch.amax(torch.abs(x), dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
-        return torch.ops.quantized.linear_dynamic(x / peak, self._packed, _REDUCE_RANGE) * peak
+        return cls(layer._embeddings.value, 1 / layer.embeddings_scale.value.to(torch.float64))
+
+    def __call__(self, x):
+        """x: (..., in) -> (..., out), in x's dtype."""
+        import torch
+
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1]).to(torch.float32).contiguous()
+        if flat.shape[0] == 1:
+            out = torch.ops.quantized.linear_dynamic(flat, self._packed, _REDUCE_RANGE)
+        else:
+            # One quantization range per row: each row scaled to a largest magnitude of 1, then back.
+            peak = torch.amax(torch.abs(flat), dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
+            out = torch.ops.quantized.linear_dynamic(flat / peak, self._packed, _REDUCE_RANGE) * peak
+        return out.reshape(*shape[:-1], self.out_features).to(x.dtype)

@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from keras_gemma_app import onednn_linear, threaded_rows, torch_packed
+from keras_gemma_app import dynamic_int8, onednn_linear, threaded_rows, torch_packed
 from keras_gemma_app.quantization import QUANTIZE_MODES, quantization_of
 
 
@@ -243,12 +243,14 @@ class TorchGemma3:
                 self.lm_head = threaded_rows.ThreadedRows(self.embeddings)
         else:
             self.embeddings = None
-            # An int8 LM head quantizes its input at each call (about twice as fast: Gemma 3 270M int8
-            # perplexity 28.72 -> 29.11, float32 28.88). The layers keep the weight-only kernel: their
-            # inputs quantized so cost more (30.14).
-            self.lm_head = torch_packed.PackedLinear.from_embedding(
-                self.embedding, embedding_mode, torch_packed.int4_block_size(self.embedding),
-                dynamic=not _compile_requested())
+            if embedding_mode == "int8" and dynamic_int8.available() and not _compile_requested():
+                # An int8 LM head quantizes its input at each call (about twice as fast: Gemma 3 270M
+                # int8 perplexity 28.72 -> 29.11, float32 28.88; the layers keep the weight-only
+                # kernel, their inputs quantized so cost more: 30.14). torch.compile cannot trace it.
+                self.lm_head = dynamic_int8.DynamicInt8Linear.from_embedding(self.embedding)
+            else:
+                self.lm_head = torch_packed.PackedLinear.from_embedding(
+                    self.embedding, embedding_mode, torch_packed.int4_block_size(self.embedding))
         self.logit_soft_cap = backbone.token_embedding.logit_soft_cap
         self.final_norm = _gain(backbone.layer_norm.scale.value)
         self.final_epsilon = backbone.layer_norm.epsilon

@@ -17,13 +17,12 @@ embedding) Keras's 4-bit values, scales and zero points carry over as they are
 (:func:`int4_parts`), so nothing is lost; the multi-head query kernel is
 re-grouped and quantized again by :mod:`keras_gemma_app.int4_grid`'s search, a
 second rounding. int8 layers are re-packed from their dequantized values (one
-scale per output, as Keras's); an int8 LM head may instead quantize its input
-at each call (:mod:`keras_gemma_app.dynamic_int8`, about twice as fast).
+scale per output, as Keras's). (An int8 LM head runs another way where it can:
+:mod:`keras_gemma_app.dynamic_int8`.)
 """
 
 from __future__ import annotations
 
-from keras_gemma_app import dynamic_int8
 from keras_gemma_app.quantization import quantization_mode
 
 # Rows re-packed at a time: bounds the float32 scratch for the 262k-row embedding.
@@ -200,11 +199,7 @@ class PackedLinear:
     """
 
     def __init__(self, mode: str, group: int | None, out_features: int, in_features: int, row_blocks,
-                 int4_blocks=None, dynamic: bool = False):
-        """``dynamic``: an int8 product through :mod:`dynamic_int8` where this torch runs it (the
-        activations quantized at each call: about twice as fast); otherwise torch's weight-only int8
-        kernel. Code that ``torch.compile`` traces needs the latter: the engine's packed weights
-        cannot be traced."""
+                 int4_blocks=None):
         import torch
 
         # The kernels are fast with bfloat16 activations only (float32: 30x slower for int4 here).
@@ -216,7 +211,6 @@ class PackedLinear:
         self.out_features = out_features
         self.in_features = in_features
         packed, params = [], []
-        self._dynamic = None
         if mode == "int4":
             self.group = group if group in INT4_GROUPS and in_features % group == 0 else _fallback_group(in_features)
             if int4_blocks is None:
@@ -233,16 +227,11 @@ class PackedLinear:
                 scale = rows.abs().amax(dim=1).clamp(min=1e-12) / 127
                 packed.append(torch.clamp(torch.round(rows / scale[:, None]), -127, 127).to(torch.int8))
                 params.append(scale)
-            weight, scale = torch.cat(packed, dim=0).contiguous(), torch.cat(params)
-            if dynamic and dynamic_int8.available():
-                self._dynamic = dynamic_int8.DynamicInt8Linear(weight, scale)
-                self.weight = self.scale = None
-            else:
-                self.weight, self.scale = weight, scale.to(dtype)
+            self.weight = torch.cat(packed, dim=0).contiguous()
+            self.scale = torch.cat(params).to(dtype)
 
     def __call__(self, x):
-        """x: (..., in) -> (..., out), in x's dtype; the product runs in bfloat16 (int8 ``dynamic``: on
-        8-bit activations).
+        """x: (..., in) -> (..., out), in x's dtype; the product runs in bfloat16.
 
         Eager torch calls the kernels themselves (a custom op's dispatch costs ~15 us a call); code
         that torch.compile traces calls them as the custom ops of :func:`_packed_ops`.
@@ -250,9 +239,6 @@ class PackedLinear:
         import torch
 
         shape = x.shape
-        if self._dynamic is not None:
-            out = self._dynamic(x.reshape(-1, shape[-1]).to(torch.float32).contiguous())
-            return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
         flat = x.reshape(-1, shape[-1]).to(self.dtype)
         if torch.compiler.is_compiling():
             ops = _packed_ops()
@@ -286,21 +272,18 @@ class PackedLinear:
         return cls("int4", group, out_features, in_features, None, int4_blocks=[(codes, scale_zero)])
 
     @classmethod
-    def from_embedding(cls, layer, mode: str, group: int | None, dynamic: bool = False):
-        """The reverse projection of a Keras embedding: hidden (…, dim) -> logits (…, vocabulary).
-        ``dynamic``: see :class:`PackedLinear` (int8 only)."""
+    def from_embedding(cls, layer, mode: str, group: int | None):
+        """The reverse projection of a Keras embedding: hidden (…, dim) -> logits (…, vocabulary)."""
         vocabulary, dim = layer.input_dim, layer.output_dim
         if mode == "int4" and group in INT4_GROUPS and dim % group == 0:
             # Keras's groups run along the embedding's features: its values carry over exactly.
             return cls(mode, group, vocabulary, dim, None, int4_blocks=_embedding_int4_chunks(layer, group))
         blocks = (_embedding_chunk(layer, i, min(i + _CHUNK_ROWS, vocabulary))
                   for i in range(0, vocabulary, _CHUNK_ROWS))
-        return cls(mode, group, vocabulary, dim, blocks, dynamic=dynamic)
+        return cls(mode, group, vocabulary, dim, blocks)
 
     @property
     def nbytes(self) -> int:
-        if self._dynamic is not None:
-            return self._dynamic.nbytes
         params = self.scale_zero if self.mode == "int4" else self.scale
         return self.weight.numel() * self.weight.element_size() + params.numel() * params.element_size()
 
