@@ -41,7 +41,7 @@ import numpy as np
 
 from keras_gemma_app import float32_kernels
 from keras_gemma_app.errors import SettingsError
-from keras_gemma_app.samplers import Beam, Contrastive, Sampler
+from keras_gemma_app.samplers import Beam, Contrastive, Greedy, Sampler
 
 _PAD = 0
 _MAX_SETTINGS = 64  # sampler settings whose random state a Decoder remembers
@@ -229,12 +229,15 @@ def _model_adapter(causal_lm):
 # --- The two computations, written once in keras ops. ---
 
 
-def _pick(sampler, logits, tokens, prompt_mask, position, past_prompts=False, greedy=False):
+def _pick(sampler, logits, tokens, prompt_mask, position, past_prompts=False, greedy=False, sampled=None):
     """Samples one token per row; rows whose prompt covers ``position`` keep their prompt token
-    (none do when ``past_prompts``). ``greedy``: ``sampler`` is KerasHub's greedy sampler."""
+    (none do when ``past_prompts``). ``greedy``: ``sampler`` is KerasHub's greedy sampler.
+    ``sampled``: the greedy tokens, found without the logits (then None)."""
     from keras import ops
 
-    if greedy:
+    if sampled is not None:
+        sampled = ops.cast(sampled, "int32")
+    elif greedy:
         # The largest logit is the largest probability: no softmax over the vocabulary (262k for
         # Gemma 3; ~0.2 ms a token on a CPU). In float32, the same index (bfloat16 widens exactly):
         # torch's argmax over 262k bfloat16 values takes 0.94 ms, over float32 0.27 with the cast.
@@ -254,14 +257,21 @@ def _computations(model, sampler):
     from keras_hub.samplers import GreedySampler
 
     greedy = type(sampler) is GreedySampler
+    # Eager adapters (torch) may find greedy tokens without the whole LM head.
+    greedy_tokens = getattr(model, "greedy_tokens", None) if greedy else None
+
+    def head(hidden):
+        """(logits, None), or (None, tokens) where the model found the greedy tokens itself."""
+        sampled = None if greedy_tokens is None else greedy_tokens(hidden)
+        return (model.logits(hidden), None) if sampled is None else (None, sampled)
 
     def prefill(prompt_tokens, tokens, prompt_mask, last):
         """Fills the cache with the prompts; returns the token after position ``last``."""
         batch, length = ops.shape(tokens)
         cache = model.empty_cache(batch, length)
         hidden, cache = model.forward(prompt_tokens, cache, 0, padding_mask=prompt_mask)
-        logits = model.logits(ops.take(hidden, last, axis=1))
-        return _pick(sampler, logits, tokens, prompt_mask, last + 1, greedy=greedy), cache
+        logits, sampled = head(ops.take(hidden, last, axis=1))
+        return _pick(sampler, logits, tokens, prompt_mask, last + 1, greedy=greedy, sampled=sampled), cache
 
     def step(token, index, cache, tokens, prompt_mask, past_prompts=False):
         """Feeds ``token`` at position ``index``; returns the token at ``index + 1``.
@@ -274,8 +284,8 @@ def _computations(model, sampler):
             # Prompt positions keep the keys and values the prefill wrote.
             update_mask = ops.logical_not(ops.take(prompt_mask, index, axis=1))[:, None]
         hidden, cache = model.forward(token[:, None], cache, index, update_mask=update_mask)
-        logits = model.logits(hidden[:, 0, :])
-        return _pick(sampler, logits, tokens, prompt_mask, index + 1, past_prompts, greedy), cache
+        logits, sampled = head(hidden[:, 0, :])
+        return _pick(sampler, logits, tokens, prompt_mask, index + 1, past_prompts, greedy, sampled), cache
 
     return prefill, step
 
@@ -760,6 +770,9 @@ class Decoder:
     def _run(self, rows, max_new_tokens, settings, stops) -> Iterator[Step]:
         start = time.perf_counter()
         program = self._program(settings)
+        prepare = getattr(self._model, "prepare_greedy", None)
+        if prepare is not None and isinstance(settings, Greedy):
+            prepare(len(rows), max_new_tokens)
         lengths = np.array([len(row) for row in rows])
         longest = int(lengths.max())
         # Compiled programs see bucketed shapes; eager torch needs none.

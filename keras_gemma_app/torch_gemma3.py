@@ -28,9 +28,15 @@ import os
 
 import numpy as np
 
-from keras_gemma_app import dynamic_int8, onednn_linear, threaded_rows, torch_packed
+from keras_gemma_app import dynamic_int8, onednn_linear, screened_head, threaded_rows, torch_packed
 from keras_gemma_app.quantization import QUANTIZE_MODES, quantization_of
 
+
+# Greedy tokens a call must ask for before the first one builds the screened LM head (~3 s for Gemma
+# 3's 262k rows, ~6 ms saved a token); any later call builds it. A one-off short reply does not pay.
+SCREEN_AFTER_TOKENS = 512
+# Tokens of the shipped text whose hidden states set the screen's channel balance.
+_SCREEN_SAMPLE_TOKENS = 256
 
 # Set to 1 to run the general decoder block through torch.compile: the prompt's pass (and float32
 # steps); one-token steps on bfloat16 or quantized weights stay on the eager short path.
@@ -252,6 +258,12 @@ class TorchGemma3:
                 self.lm_head = torch_packed.PackedLinear.from_embedding(
                     self.embedding, embedding_mode, torch_packed.int4_block_size(self.embedding))
         self.logit_soft_cap = backbone.token_embedding.logit_soft_cap
+        # Greedy decoding on the bfloat16 head can skip most of it (screened_head), built on demand.
+        self.screen = None
+        self._greedy_calls = 0
+        self._can_screen = (isinstance(self.lm_head, onednn_linear.PackedBfloat16Linear)
+                            and self.logit_soft_cap is None and dynamic_int8.available()
+                            and getattr(causal_lm, "preprocessor", None) is not None)
         self.final_norm = _gain(backbone.layer_norm.scale.value)
         self.final_epsilon = backbone.layer_norm.epsilon
         self.hidden_dim = backbone.hidden_dim
@@ -550,6 +562,42 @@ class TorchGemma3:
         if layer.post_ffw_norm is not None:
             out = _rms_norm(out, layer.post_ffw_norm, layer.epsilon, dtype)
         return out + attention_x, (key, value)
+
+    def prepare_greedy(self, rows: int, new_tokens: int) -> None:
+        """Called before each greedy call (``rows`` prompts, up to ``new_tokens`` each): builds the
+        screened head (see :mod:`screened_head`) once it pays — for one row, from the second call on
+        or for a long first one."""
+        self._greedy_calls += 1
+        if (self.screen is None and self._can_screen and rows == 1
+                and (self._greedy_calls > 1 or new_tokens >= SCREEN_AFTER_TOKENS)):
+            self.screen = self._build_screen()
+
+    def _build_screen(self):
+        import torch
+
+        from keras_gemma_app import quality_eval
+
+        tokenizer = self.causal_lm.preprocessor.tokenizer
+        ids = np.asarray(tokenizer(quality_eval.default_text()[:4000])).reshape(-1)[:_SCREEN_SAMPLE_TOKENS - 1]
+        ids = torch.as_tensor(np.concatenate([[tokenizer.start_token_id], ids]).astype("int64"))[None]
+        with torch.inference_mode():
+            hidden, _ = self.forward(ids, self.empty_cache(1, ids.shape[1]), 0)
+            scale = screened_head.channel_scale(self.embeddings, hidden.reshape(-1, self.hidden_dim))
+            return screened_head.ScreenedArgmax(self.embeddings, scale)
+
+    def greedy_tokens(self, hidden):
+        """The index of each row's largest logit, as ``argmax(logits(hidden))`` gives it, through the
+        screened head; None where it does not apply (not built, or several rows: the full product
+        then costs about what one row's does)."""
+        if self.screen is None or hidden.shape[0] != 1:
+            return None
+        return self.screen(hidden, self._exact_logits)
+
+    def _exact_logits(self, hidden, rows):
+        """Logits of ``rows`` of the table, each with the value the full product gives it."""
+        import torch
+
+        return torch.matmul(hidden, torch.transpose(self.embeddings[rows], 0, 1))
 
     def logits(self, hidden):
         import torch
