@@ -77,15 +77,10 @@ class ThreadedRows:
             with torch.inference_mode(inference), torch.set_grad_enabled(grad):
                 return torch.matmul(x, torch.transpose(chunk, 0, 1))
 
-        return torch.cat(side_by_side([lambda chunk=chunk: product(chunk) for chunk in self.chunks]), dim=-1)
-
-
-def side_by_side(works):
-    """The results of calling each of ``works``: the first in this thread, the others at the same time
-    in helper threads (worth it for calls that release the GIL, as torch's kernels do)."""
-    futures = []
-    for tasks, work in zip(_helpers(len(works) - 1), works[1:]):
-        futures.append(concurrent.futures.Future())
-        tasks.put((work, futures[-1]))
-    first = works[0]()
-    return [first, *(future.result() for future in futures)]
+        # The first chunk in this thread, the others in helpers.
+        futures = []
+        for tasks, chunk in zip(_helpers(len(self.chunks) - 1), self.chunks[1:]):
+            futures.append(concurrent.futures.Future())
+            tasks.put((lambda chunk=chunk: product(chunk), futures[-1]))
+        first = product(self.chunks[0])
+        return torch.cat([first, *(future.result() for future in futures)], dim=-1)
