@@ -106,6 +106,12 @@ class ScreenedArgmax:
         self._max_error_norm = float(self.error_norm.max())
         self.last_candidates = 0
 
+    @staticmethod
+    def extra_bytes(rows: int, in_features: int, threads: int) -> int:
+        """Memory the screen of a (rows, in_features) table takes: its int8 rows, their scales and
+        norms, and while it is built, each thread's float32 scratch."""
+        return rows * (in_features + 12) + threads * min(rows, _ROWS_PER_CHUNK) * in_features * 12
+
     def _part(self, start: int, stop: int):
         """The int8 screen of rows start..stop, their norms, and the norms of their int8 errors."""
         import torch

@@ -570,7 +570,16 @@ class TorchGemma3:
         self._greedy_calls += 1
         if (self.screen is None and self._can_screen and rows == 1
                 and (self._greedy_calls > 1 or new_tokens >= SCREEN_AFTER_TOKENS)):
-            self.screen = self._build_screen()
+            import torch
+
+            from keras_gemma_app import float32_kernels
+            from keras_gemma_app.memory_guard import available_ram
+
+            # Like the float32 kernel copies: only while it takes a small share of the RAM available.
+            extra = screened_head.ScreenedArgmax.extra_bytes(*self.embeddings.shape, torch.get_num_threads())
+            self._can_screen = float32_kernels.fits(extra, available_ram())
+            if self._can_screen:
+                self.screen = self._build_screen()
 
     def _build_screen(self):
         import torch

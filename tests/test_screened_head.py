@@ -168,6 +168,30 @@ def test_built_for_one_row_greedy_calls_once_it_pays(tiny_preset):
     assert 1 <= result["candidates"] <= result["vocabulary"]
 
 
+SMALL_RAM = r"""
+import json, sys
+import numpy as np
+import keras_gemma_app as kga
+kga.use_backend("torch")
+from keras_gemma_app.decoding import Decoder
+pipe = kga.load(sys.argv[1], dtype="bfloat16", force=True)  # past the load's own memory check
+decoder = Decoder(pipe.causal_lm)
+row = [2, *np.asarray(pipe.tokenizer("The capital of France is")).tolist()]
+tokens = [list(decoder.generate([row], max_new_tokens=4, sampler=kga.Greedy())[0].token_ids) for _ in range(3)]
+print(json.dumps({"built": decoder._model.screen is not None, "same": tokens[0] == tokens[1] == tokens[2]}))
+"""
+
+
+@pytest.mark.parametrize("memory, built", [("64KB", False), ("8GB", True)])
+def test_built_only_while_it_takes_a_small_share_of_the_ram(tiny_preset, memory, built):
+    from conftest import run_python
+
+    done = run_python(SMALL_RAM, str(tiny_preset), env={"KERAS_GEMMA_MEMORY": memory})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"built": built, "same": True}
+
+
 REAL = r"""
 import json, sys
 import numpy as np
