@@ -16,6 +16,9 @@ speed of KerasHub's own compiled ``generate``:
   for float32 Gemma 3 (:mod:`keras_gemma_app.xla_gemma3`), graphs otherwise.
   torch: eager steps under ``torch.inference_mode``, in plain torch for Gemma 3
   (:mod:`keras_gemma_app.torch_gemma3`), through the Keras layers otherwise.
+  An eager adapter may also find greedy tokens without the full logits
+  (``greedy_tokens``, prepared per call by ``prepare_greedy``: torch bfloat16's
+  screened LM head, :mod:`keras_gemma_app.screened_head`).
 - The batch moves in lockstep, as in KerasHub: decoding starts after the
   shortest prompt, and a longer prompt's remaining tokens are fed in (not
   sampled) until its own first new token. Greedy decoding therefore gives the

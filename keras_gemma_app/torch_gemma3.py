@@ -32,8 +32,8 @@ from keras_gemma_app import dynamic_int8, onednn_linear, screened_head, threaded
 from keras_gemma_app.quantization import QUANTIZE_MODES, quantization_of
 
 
-# Greedy tokens a call must ask for before the first one builds the screened LM head (~3 s for Gemma
-# 3's 262k rows, ~6 ms saved a token); any later call builds it. A one-off short reply does not pay.
+# New tokens a first greedy call must ask for to build the screened LM head (Gemma 3 270M: ~2.5 s
+# to build, ~7 ms saved a token); any later call builds it. A one-off short reply does not pay.
 SCREEN_AFTER_TOKENS = 512
 # Tokens of the shipped text whose hidden states set the screen's channel balance.
 _SCREEN_SAMPLE_TOKENS = 256
@@ -221,7 +221,9 @@ class TorchGemma3:
 
     The interface of the decoder's model adapters: :meth:`empty_cache`,
     :meth:`forward` (hidden states before the logits, and the new cache) and
-    :meth:`logits`. Use under ``torch.inference_mode()``.
+    :meth:`logits`; for greedy decoding of one row on bfloat16 weights also
+    :meth:`prepare_greedy` and :meth:`greedy_tokens` (the screened LM head).
+    Use under ``torch.inference_mode()``.
     """
 
     uses_update_mask = True
