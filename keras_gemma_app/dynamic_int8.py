@@ -41,11 +41,6 @@ def available() -> bool:
         return False
 
 
-def activation_levels() -> int:
-    """Steps of the engine's input quantization (7-bit here: 127)."""
-    return 127 if _REDUCE_RANGE else 255
-
-
 class DynamicInt8Linear:
     """``x @ W.T`` for int8 ``W`` (out, in) with one scale per output, activations quantized per call."""
 

@@ -84,6 +84,22 @@ def test_every_row_lies_within_its_bound(seed):
     assert max(slack) > 0.05
 
 
+def test_the_bound_is_tight_where_a_row_lines_up_with_the_input_error():
+    # A row along the input's own quantization error: the error of its estimate is nearly all of
+    # that term of the bound, so a bound that understated the input error would fail here.
+    table = _table(rows=4096, dim=640)
+    x = next(_inputs(table, 2, seed=4)).to(torch.float32)
+    identity = dynamic_int8.DynamicInt8Linear(torch.eye(640, dtype=torch.int8), torch.ones(640, dtype=torch.float64))
+    error = x - identity(x)
+    table[500] = (error / error.abs().max() * 0.5).to(torch.bfloat16)
+    screen = screened_head.ScreenedArgmax(table, torch.ones(640))
+    x = x.to(torch.bfloat16)
+    approx, row_term, error_term = screen._screen(x)
+    bound = float(screen._bounds(approx[500:501], torch.tensor([500]), row_term, error_term))
+    exact = float(torch.matmul(x, table[500:501].T).float())
+    assert 0.5 * bound < abs(exact - float(approx[500])) <= bound
+
+
 def test_ties_go_to_the_first_index_as_argmax_does():
     table = _table()
     screen = screened_head.ScreenedArgmax(table, torch.ones(table.shape[1]))
