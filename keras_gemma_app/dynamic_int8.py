@@ -25,6 +25,7 @@ import warnings
 # 7-bit activations: the engine's setting that cannot saturate its 16-bit intermediate sums on
 # processors without the VNNI dot-product instructions.
 _REDUCE_RANGE = True
+_ROWS_PER_CHUNK = 16384
 
 
 @functools.cache
@@ -44,7 +45,7 @@ def available() -> bool:
 class DynamicInt8Linear:
     """``x @ W.T`` for int8 ``W`` (out, in) with one scale per output, activations quantized per call."""
 
-    def __init__(self, weight, scale):
+    def __init__(self, weight, scale, balance=None):
         import torch
 
         if weight.dtype != torch.int8 or weight.ndim != 2:
@@ -57,21 +58,41 @@ class DynamicInt8Linear:
             quantized = torch._make_per_channel_quantized_tensor(
                 weight.contiguous(), scale.to(torch.float64), torch.zeros(self.out_features, dtype=torch.int64), 0)
             self._packed = torch.ops.quantized.linear_prepack(quantized, None)
+        # Inputs are divided by it (channel_balance): the weight holds W * balance.
+        self.balance = None if balance is None else balance.to(torch.float32)
 
     @classmethod
-    def from_embedding(cls, layer):
-        """The reverse projection of a Keras int8 embedding (hidden -> logits), on its own int8 table:
-        Keras reads a row back as ``values / embeddings_scale``."""
+    def from_embedding(cls, layer, balance=None):
+        """The reverse projection of a Keras int8 embedding (hidden -> logits).
+
+        Without ``balance``, on the embedding's own int8 table (Keras reads a row back as
+        ``values / embeddings_scale``). With it (one factor per channel,
+        :func:`keras_gemma_app.channel_balance.channel_scale`), on the rows ``W * balance``
+        quantized again to int8, one scale per row; inputs are divided by ``balance`` at each call.
+        """
         import torch
 
-        return cls(layer._embeddings.value, 1 / layer.embeddings_scale.value.to(torch.float64))
+        values, keras_scale = layer._embeddings.value, layer.embeddings_scale.value
+        if balance is None:
+            return cls(values, 1 / keras_scale.to(torch.float64))
+        balance = balance.to(torch.float32)
+        weight = torch.empty_like(values)
+        scale = torch.empty(values.shape[0], dtype=torch.float32)
+        for start in range(0, values.shape[0], _ROWS_PER_CHUNK):
+            stop = start + _ROWS_PER_CHUNK
+            rows = values[start:stop].to(torch.float32) * (balance / keras_scale[start:stop, None].to(torch.float32))
+            peak = rows.abs().amax(dim=1).clamp_(min=torch.finfo(torch.float32).tiny)
+            scale[start:stop] = peak / 127
+            weight[start:stop] = torch.round(rows * (127 / peak[:, None])).clamp_(-127, 127).to(torch.int8)
+        return cls(weight, scale.to(torch.float64), balance)
 
     def __call__(self, x):
         """x: (..., in) -> (..., out), in x's dtype."""
         import torch
 
         shape = x.shape
-        flat = x.reshape(-1, shape[-1]).to(torch.float32).contiguous()
+        flat = x.reshape(-1, shape[-1]).to(torch.float32)
+        flat = (flat / self.balance if self.balance is not None else flat).contiguous()
         if flat.shape[0] == 1:
             out = torch.ops.quantized.linear_dynamic(flat, self._packed, _REDUCE_RANGE)
         else:

@@ -21,8 +21,9 @@ The bound holds for any per-channel rescaling ``x @ W.T = (x / c) @ (W * c).T``;
 the rescaling only decides how many rows survive. The hidden state's channels
 differ in size by three orders of magnitude (Gemma 3 270M's final norm gain
 alone spans 0.19 to 301), and quantizing it on one range would leave most rows
-in: ``c = sqrt(max|x_i| / max|W_i|)`` (SmoothQuant's balance) evens the input's
-channels out against the table's, measured once on sample hidden states.
+in: ``c = sqrt(max|x_i| / max|W_i|)`` (SmoothQuant's balance,
+:mod:`keras_gemma_app.channel_balance`) evens the input's channels out against
+the table's, measured once on sample hidden states.
 
 Gemma 3 270M, 512 greedy steps of 8 prompts on 2 cores: median 36 rows left of
 262,144 (mean 139, at most 6,109; ~32,000 without the rescaling), the same token
@@ -36,17 +37,6 @@ from __future__ import annotations
 # in the 8-bit significand (oneDNN and torch round to nearest even; a test checks the kernel does).
 _BFLOAT16_ROUNDING = 2.0 ** -8
 _ROWS_PER_CHUNK = 16384
-
-
-def channel_scale(table, samples):
-    """``c`` that balances the channels of ``samples`` (rows of hidden states) against ``table``'s."""
-    import torch
-
-    x_peak = samples.to(torch.float32).abs().amax(dim=0).clamp(min=1e-6)
-    # In the table's own dtype (magnitudes and maxima are exact in it), a chunk at a time.
-    w_peak = torch.stack([table[start:start + _ROWS_PER_CHUNK].abs().amax(dim=0)
-                          for start in range(0, table.shape[0], _ROWS_PER_CHUNK)]).amax(dim=0)
-    return torch.sqrt(x_peak / w_peak.to(torch.float32).clamp(min=1e-6))
 
 
 def _side_by_side(works):
@@ -85,7 +75,7 @@ class ScreenedArgmax:
     """``argmax(x @ table.T)`` per row of ``x``, equal to the bfloat16 product's, mostly without it.
 
     ``table``: bfloat16 (rows, in); ``scale``: the channel balance ``c`` (in,), see
-    :func:`channel_scale`. Built in as many parts as torch has threads, side by side (Gemma 3
+    :func:`keras_gemma_app.channel_balance.channel_scale`. Built in as many parts as torch has threads, side by side (Gemma 3
     270M: ~2 s on 2 cores; torch's engine packs int8 weights on one core).
     """
 

@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from keras_gemma_app import dynamic_int8, onednn_linear, screened_head, threaded_rows, torch_packed
+from keras_gemma_app import channel_balance, dynamic_int8, onednn_linear, screened_head, threaded_rows, torch_packed
 from keras_gemma_app.quantization import QUANTIZE_MODES, quantization_of
 
 
@@ -37,6 +37,10 @@ from keras_gemma_app.quantization import QUANTIZE_MODES, quantization_of
 SCREEN_AFTER_TOKENS = 512
 # Tokens of the shipped text whose hidden states set the screen's channel balance.
 _SCREEN_SAMPLE_TOKENS = 256
+# Positions of channel_balance.calibration_text() whose hidden states balance the int8 LM head.
+_BALANCE_SAMPLE_TOKENS = 128
+# Placeholder while the layers the balanced int8 head is calibrated through are built.
+_BALANCED_INT8_HEAD = object()
 
 # Set to 1 to run the general decoder block through torch.compile: the prompt's pass (and float32
 # steps); one-token steps on bfloat16 or quantized weights stay on the eager short path.
@@ -252,10 +256,11 @@ class TorchGemma3:
         else:
             self.embeddings = None
             if embedding_mode == "int8" and dynamic_int8.available() and not _compile_requested():
-                # An int8 LM head quantizes its input at each call (about twice as fast: Gemma 3 270M
-                # int8 perplexity 28.72 -> 29.11, float32 28.88; the layers keep the weight-only
-                # kernel, their inputs quantized so cost more: 30.14). torch.compile cannot trace it.
-                self.lm_head = dynamic_int8.DynamicInt8Linear.from_embedding(self.embedding)
+                # An int8 LM head quantizes its input at each call (about twice as fast), its channels
+                # balanced against the table's first: built below, once the layers can run. The layers
+                # keep the weight-only kernel (their inputs quantized cost more: Gemma 3 270M int8
+                # perplexity 30.14, float32 28.88). torch.compile cannot trace it.
+                self.lm_head = _BALANCED_INT8_HEAD
             else:
                 self.lm_head = torch_packed.PackedLinear.from_embedding(
                     self.embedding, embedding_mode, torch_packed.int4_block_size(self.embedding))
@@ -277,6 +282,8 @@ class TorchGemma3:
         # Packed copies do not follow later changes to the Keras weights: remember what they were made from.
         self._sources = [(v, v.value, v.value._version) for v in backbone.weights]
         self._tables: dict[tuple, tuple] = {}
+        if self.lm_head is _BALANCED_INT8_HEAD:
+            self.lm_head = self._balanced_int8_head()
         if _compile_requested():
             # One compiled decoder block for every layer and length (about 10 s per new
             # shape class on 2 cores): worth it for long generations, not for one short reply.
@@ -583,18 +590,33 @@ class TorchGemma3:
             if self._can_screen:
                 self.screen = self._build_screen()
 
-    def _build_screen(self):
+    def _sample_hidden(self, text: str, tokens: int):
+        """The LM head's inputs at the first ``tokens`` positions of ``text`` (after BOS), one per row."""
         import torch
 
-        from keras_gemma_app import quality_eval
-
         tokenizer = self.causal_lm.preprocessor.tokenizer
-        ids = np.asarray(tokenizer(quality_eval.default_text()[:4000])).reshape(-1)[:_SCREEN_SAMPLE_TOKENS - 1]
+        ids = np.asarray(tokenizer(text[:tokens * 16])).reshape(-1)[:tokens - 1]
         ids = torch.as_tensor(np.concatenate([[tokenizer.start_token_id], ids]).astype("int64"))[None]
         with torch.inference_mode():
             hidden, _ = self.forward(ids, self.empty_cache(1, ids.shape[1]), 0)
-            scale = screened_head.channel_scale(self.embeddings, hidden.reshape(-1, self.hidden_dim))
-            return screened_head.ScreenedArgmax(self.embeddings, scale)
+        return hidden.reshape(-1, self.hidden_dim)
+
+    def _balanced_int8_head(self):
+        """The int8 LM head on the table rescaled by :mod:`channel_balance` (Gemma 3 270M int8
+        perplexity 29.11 -> 28.80 against 28.88 for float32); unbalanced without a tokenizer."""
+        if getattr(self.causal_lm, "preprocessor", None) is None:
+            return dynamic_int8.DynamicInt8Linear.from_embedding(self.embedding)
+        samples = self._sample_hidden(channel_balance.calibration_text(), _BALANCE_SAMPLE_TOKENS)
+        peaks = channel_balance.column_peaks(self.embedding._embeddings.value, self.embedding.embeddings_scale.value)
+        balance = channel_balance.channel_scale(peaks, samples)
+        return dynamic_int8.DynamicInt8Linear.from_embedding(self.embedding, balance)
+
+    def _build_screen(self):
+        from keras_gemma_app import quality_eval
+
+        samples = self._sample_hidden(quality_eval.default_text(), _SCREEN_SAMPLE_TOKENS)
+        scale = channel_balance.channel_scale(channel_balance.column_peaks(self.embeddings), samples)
+        return screened_head.ScreenedArgmax(self.embeddings, scale)
 
     def greedy_tokens(self, hidden):
         """The index of each row's largest logit, as ``argmax(logits(hidden))`` gives it, through the

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from keras_gemma_app import dynamic_int8, onednn_linear, screened_head  # noqa: E402
+from keras_gemma_app import channel_balance, dynamic_int8, onednn_linear, screened_head  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (dynamic_int8.available() and onednn_linear.available()),
                                 reason="needs torch's x86 quantized engine and oneDNN bfloat16 products")
@@ -47,7 +47,7 @@ def test_argmax_equals_the_full_bfloat16_products(scale):
     full = onednn_linear.PackedBfloat16Linear.from_rows(table)
     inputs = list(_inputs(table, 200))
     if scale == "balanced":
-        c = screened_head.channel_scale(table, torch.cat(inputs[:50]))
+        c = channel_balance.channel_scale(channel_balance.column_peaks(table), torch.cat(inputs[:50]))
     elif scale == "ones":
         c = torch.ones(table.shape[1])
     else:

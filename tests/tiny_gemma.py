@@ -64,6 +64,13 @@ def build_tiny_preset(out_dir: str | pathlib.Path, seed: int = 7) -> pathlib.Pat
 
     keras must already be importable with the chosen backend.
     """
+    out = pathlib.Path(out_dir)
+    build_tiny_causal_lm(seed=seed).save_to_preset(str(out))
+    return out
+
+
+def build_tiny_causal_lm(num_layers: int = 2, seed: int = 7):
+    """A random Gemma 3 CausalLM (float32) of ``num_layers`` blocks, with its preprocessor."""
     import keras
     import keras_hub
 
@@ -72,7 +79,7 @@ def build_tiny_preset(out_dir: str | pathlib.Path, seed: int = 7) -> pathlib.Pat
     backbone = keras_hub.models.Gemma3Backbone(
         vocabulary_size=tokenizer.vocabulary_size(),
         image_size=896,
-        num_layers=2,
+        num_layers=num_layers,
         num_query_heads=2,
         num_key_value_heads=1,
         hidden_dim=32,
@@ -92,7 +99,4 @@ def build_tiny_preset(out_dir: str | pathlib.Path, seed: int = 7) -> pathlib.Pat
     preprocessor = keras_hub.models.Gemma3CausalLMPreprocessor(
         tokenizer=tokenizer, image_converter=None, sequence_length=64
     )
-    causal_lm = keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=preprocessor)
-    out = pathlib.Path(out_dir)
-    causal_lm.save_to_preset(str(out))
-    return out
+    return keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=preprocessor)
