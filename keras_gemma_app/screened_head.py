@@ -33,42 +33,12 @@ at every step, 7.8 ms a token against 13.8 ms for the full product and argmax
 
 from __future__ import annotations
 
+from keras_gemma_app.short_threads import side_by_side
+
 # The most a float32 value moves when rounded to nearest bfloat16, relative to its size: half a unit
 # in the 8-bit significand (oneDNN and torch round to nearest even; a test checks the kernel does).
 _BFLOAT16_ROUNDING = 2.0 ** -8
 _ROWS_PER_CHUNK = 16384
-
-
-def _side_by_side(works):
-    """The results of ``works``, the first here and each other in a thread of its own that then ends.
-
-    Threads that end, not long-lived helpers: a thread that has run torch's parallel kernels keeps a
-    team of OpenMP workers while it lives, and with more of them than cores the OpenMP runtime stops
-    letting workers wait actively, so every later parallel kernel pays to wake its workers (Gemma 3
-    270M bfloat16: 20 -> 35 ms a forward pass after a build in a long-lived helper).
-    """
-    import threading
-
-    results = [None] * len(works)
-    errors = []
-
-    def run(i):
-        try:
-            results[i] = works[i]()
-        except BaseException as error:  # handed to the caller
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i,), name=f"keras-gemma-screen-{i}") for i in range(1, len(works))]
-    for thread in threads:
-        thread.start()
-    try:
-        run(0)
-    finally:
-        for thread in threads:
-            thread.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 class ScreenedArgmax:
@@ -89,7 +59,7 @@ class ScreenedArgmax:
         self.scale = scale.to(torch.float32)
         rows = table.shape[0]
         size = -(-rows // max(torch.get_num_threads(), 1))
-        parts = _side_by_side([lambda start=start: self._part(start, min(start + size, rows))
+        parts = side_by_side([lambda start=start: self._part(start, min(start + size, rows))
                                for start in range(0, rows, size)])
         self.screens = [screen for screen, _, _ in parts]
         # The engine's own quantization of an input, read back through an int8 identity: the input
@@ -123,8 +93,7 @@ class ScreenedArgmax:
             error_norm = torch.empty(stop - start, dtype=torch.float32)
             for first in range(0, stop - start, _ROWS_PER_CHUNK):
                 chunk = self.table[start + first:min(start + first + _ROWS_PER_CHUNK, stop)].to(torch.float32) * self.scale
-                step = chunk.abs().amax(dim=1).clamp_(min=1e-30) / 127
-                q = torch.round(chunk / step[:, None]).clamp_(-127, 127)
+                q, step = dynamic_int8.int8_rows(chunk)
                 end = first + chunk.shape[0]
                 values[first:end] = q.to(torch.int8)
                 row_scale[first:end] = step

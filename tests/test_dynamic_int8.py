@@ -43,6 +43,47 @@ def test_each_row_is_quantized_on_a_range_of_its_own():
     assert float((shared[0] - exact[0]).norm() / exact[0].norm()) > 0.3
 
 
+def _keras_like_table(rows: int, columns: int, seed: int, column_size=None):
+    """An int8 table read back as values / row_scale (Keras's int8 embedding)."""
+    generator = torch.Generator().manual_seed(seed)
+    table = torch.randn(rows, columns, generator=generator) * (1 if column_size is None else column_size)
+    row_scale = 127 / table.abs().amax(dim=1)
+    return torch.round(table * row_scale[:, None]).to(torch.int8), row_scale
+
+
+def test_balancing_the_channels_keeps_the_small_ones():
+    from keras_gemma_app import channel_balance
+
+    # Input channels whose sizes span three orders of magnitude (as Gemma's final norm makes them),
+    # each channel's weights the inverse size: every channel counts in the logits.
+    generator = torch.Generator().manual_seed(6)
+    gain = torch.exp(torch.linspace(-3.5, 3.5, 128))[torch.randperm(128, generator=generator)]
+    inputs = torch.randn(40, 128, generator=generator) * gain
+    values, row_scale = _keras_like_table(2000, 128, 5, column_size=1 / gain)
+    table = values.to(torch.float32) / row_scale[:, None]
+    balance = channel_balance.channel_scale(channel_balance.column_peaks(values, row_scale), inputs[:20])
+    balanced = dynamic_int8.BalancedInt8Head(values, row_scale, balance)
+    plain = dynamic_int8.DynamicInt8Linear(values, 1 / row_scale.to(torch.float64))
+    test = inputs[20:]  # not the calibration rows
+    exact = test @ table.T
+    balanced_error = float((balanced(test) - exact).norm() / exact.norm())
+    plain_error = float((plain(test) - exact).norm() / exact.norm())
+    assert balanced_error < plain_error / 3, (balanced_error, plain_error)
+
+
+def test_balanced_head_built_in_parts_is_the_whole_table_requantized(monkeypatch):
+    values, row_scale = _keras_like_table(1000, 64, 7)
+    balance = torch.rand(64, generator=torch.Generator().manual_seed(8)) + 0.5
+    monkeypatch.setattr(dynamic_int8, "_ROWS_PER_PART", 96)
+    monkeypatch.setattr(dynamic_int8, "_ROWS_PER_CHUNK", 40)
+    head = dynamic_int8.BalancedInt8Head(values, row_scale, balance)
+    assert len(head.parts) == 11
+    q, step = dynamic_int8.int8_rows(values.to(torch.float32) * balance / row_scale[:, None])
+    whole = dynamic_int8.DynamicInt8Linear(q.to(torch.int8), step.to(torch.float64))
+    x = torch.randn(3, 64, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(head(x), whole(x / balance))
+
+
 def test_refuses_a_weight_that_is_not_int8():
     with pytest.raises(ValueError, match="Expected a 2-D int8 weight, received"):
         dynamic_int8.DynamicInt8Linear(torch.randn(4, 8), torch.ones(4))
@@ -61,7 +102,7 @@ with torch.inference_mode():
     embedding = adapter.embedding
     table = embedding._embeddings.value.to(torch.float32) / embedding.embeddings_scale.value.to(torch.float32)[:, None]
     exact = hidden[:, 0] @ table.T
-print(json.dumps({"dynamic": type(adapter.lm_head).__name__ == "DynamicInt8Linear",
+print(json.dumps({"dynamic": type(adapter.lm_head).__name__ == "BalancedInt8Head",
                   "error": float((logits[:, 0] - exact).norm() / exact.norm())}))
 """
 
@@ -73,7 +114,8 @@ def test_int8_lm_head_quantizes_its_input_unless_compiling(tiny_preset, compile_
     done = run_python(LOGITS, str(tiny_preset), env={"KERAS_GEMMA_TORCH_COMPILE": compile_flag})
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    # torch.compile cannot trace the engine's packed weights: the weight-only kernel there.
+    # torch.compile cannot trace the engine's packed weights: the weight-only kernel there; otherwise
+    # the engine's, on the table balanced against the model's own hidden states.
     assert result["dynamic"] is (compile_flag is None)
     # Keras's int8 table, read on 8-bit activations (or bfloat16 ones): about 2-3 significant digits.
     assert result["error"] < 0.03, result
