@@ -52,10 +52,10 @@ def test_every_level_generates_coherent_text(per_backend, float32_tokens, backen
 def test_perplexity_cost_of_each_level(per_backend):
     levels = per_backend["torch"]
     base = levels["float32"]["perplexity"]
-    # int8 (one scale per output; on torch the LM head quantizes its input at each call) is within 2% of float32.
+    # int8 (one scale per output; on torch the LM head quantizes its channel-balanced input at each
+    # call) is within 2% of float32.
     assert abs(levels["int8"]["perplexity"] / base - 1) < 0.02
-    # int4 (groups of 32, each group's grid chosen by error search) costs more. This model's
-    # float weights are themselves llama.cpp's Q4_K_M file dequantized (most projections on a
-    # 5-bit grid), so a second, 4-bit rounding adds its full error: measured +18-20% here
-    # (+45-48% with Keras's minimum/maximum grids), not the 10% a 16-bit original usually keeps.
-    assert base < levels["int4"]["perplexity"] < 1.25 * base
+    # int4 (groups of 32 with searched grids; the embedding table and the first two blocks at int8)
+    # within 10%. This model's float weights are themselves llama.cpp's Q4_K_M file dequantized, so
+    # a second rounding costs more than it would on a 16-bit original (all-int4: +18-20% here).
+    assert base < levels["int4"]["perplexity"] < 1.10 * base
