@@ -29,7 +29,7 @@ import warnings
 # processors without the VNNI dot-product instructions.
 _REDUCE_RANGE = True
 # Rows of the balanced head packed at a time: bounds the build's scratch (float32 rows, int8 copies).
-_ROWS_PER_PART = 32768
+_ROWS_PER_PART = 65536
 _ROWS_PER_CHUNK = 4096
 
 

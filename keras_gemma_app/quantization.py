@@ -12,7 +12,7 @@ backbone is quantized: every ``EinsumDense`` kernel and the tied embedding.
   head) and the first :data:`INT4_EIGHT_BIT_BLOCKS` blocks (of models with 8 or more) at int8, as
   llama.cpp's Q4_K_M keeps its embedding and its most sensitive tensors at
   more bits. On Gemma 3 270M all-int4 cost +19.8% perplexity over float32;
-  this mix +7.9% (see the README).
+  this mix +8.1% (see the README).
 
 On the torch backend the app runs quantized Gemma 3 through torch's packed
 int4/int8 CPU kernels (weights only, bfloat16 products; see

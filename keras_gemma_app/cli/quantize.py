@@ -15,7 +15,8 @@ from keras_gemma_app.quantization import QUANTIZE_MODES
 @click.argument("model")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--mode", type=click.Choice(QUANTIZE_MODES), required=True,
-              help="int8 (one scale per output) or int4 (groups of 32 inputs, scale and zero point).")
+              help="int8 (one scale per output) or int4 (groups of 32 inputs, scale and zero point; the "
+                   "embedding table and the first two blocks at int8).")
 @click.option("--dtype", type=click.Choice(DTYPES), default=None,
               help="Compute dtype stored with the preset [default: the model's].")
 @click.option("--backend", type=click.Choice(BACKENDS, case_sensitive=False), default=None,
