@@ -53,9 +53,24 @@ class Entry:
     source: str
 
     @property
+    def embedding_params(self) -> int | None:
+        """Weights of the token embedding table, where the decoder's width is known; else None."""
+        width = _EMBEDDING_WIDTH.get((self.generation, self.layers))
+        return None if width is None else width * _VOCABULARY[self.generation]
+
+    @property
     def is_draft(self) -> bool:
         """A speculative-decoding assistant: it only proposes tokens to a larger model."""
         return self.name.endswith("_assistant")
+
+
+# The width of Gemma text decoders (and of their token embedding), by generation and number of
+# layers, from the models' published configurations; the vocabulary by generation (PaliGemma's
+# 257,152 counted as 256,000). Gemma 3n and Gemma 4 are not listed (their embeddings differ), nor
+# VaultGemma.
+_EMBEDDING_WIDTH = {(1, 18): 2048, (1, 28): 3072, (2, 26): 2304, (2, 42): 3584, (2, 46): 4608,
+                    (3, 18): 640, (3, 26): 1152, (3, 34): 2560, (3, 48): 3840, (3, 62): 5376}
+_VOCABULARY = {1: 256_000, 2: 256_000, 3: 262_144}
 
 
 @functools.cache

@@ -36,11 +36,11 @@ torch       1.82 GiB     1.76 GiB
 =========== ============ ============
 
 The int4 level keeps the embedding table and the first two blocks at int8
-(:mod:`keras_gemma_app.quantization`): 0.6 bytes a weight counts the int4
-layers; for Gemma 3 270M, whose embedding is 63% of its weights, the int8 part
-is in the measured fixed extra, and for larger models (an embedding of a few
-percent) it adds about 0.4 bytes for each embedding weight that the estimate
-leaves out.
+(:mod:`keras_gemma_app.quantization`): its weights count 0.6 bytes each and
+the embedding's 1 byte, where the embedding's size is known
+(``embedding_params``; the catalogue knows it for Gemma 1 to 3); the two int8
+blocks are left out (under 1% for 270M). The factors above were fitted with
+that count.
 
 The weights count once on JAX, about twice on torch (the app keeps a packed
 copy for torch's int kernels) and, on TensorFlow, once plus a dequantized
@@ -79,8 +79,8 @@ FIXED_BYTES = {"jax": 0.58 * GIB, "tensorflow": 0.44 * GIB, "torch": 0.30 * GIB}
 PER_PRECISION = {
     ("torch", "bfloat16"): (2.05, 0.0),
     ("jax", "int8"): (1.0, 0.0), ("jax", "int4"): (1.0, 0.16 * GIB),
-    ("tensorflow", "int8"): (3.0, 0.33 * GIB), ("tensorflow", "int4"): (4.33, 0.78 * GIB),
-    ("torch", "int8"): (2.05, 0.0), ("torch", "int4"): (2.05, 0.12 * GIB),
+    ("tensorflow", "int8"): (3.0, 0.33 * GIB), ("tensorflow", "int4"): (2.40, 0.78 * GIB),
+    ("torch", "int8"): (2.05, 0.0), ("torch", "int4"): (2.05, 0.0),
 }
 DEVICE_FACTOR = 1.2
 # JAX on a CPU with 16-bit weights: the prefill's float32 copies of the projection kernels, per byte
@@ -108,10 +108,13 @@ class MemoryEstimate:
     backend: str
 
 
-def weights_bytes(params: int, precision: str) -> int:
-    """Bytes ``params`` weights take at ``precision``."""
+def weights_bytes(params: int, precision: str, embedding_params: int | None = None) -> int:
+    """Bytes ``params`` weights take at ``precision`` (int4: the ``embedding_params`` of them at int8)."""
     if precision not in BYTES_PER_PRECISION:
         raise SettingsError(f"Unknown precision {precision!r}: expected one of {', '.join(BYTES_PER_PRECISION)}.")
+    if precision == "int4" and embedding_params:
+        embedding = min(embedding_params, params)
+        return int((params - embedding) * BYTES_PER_PRECISION["int4"] + embedding * BYTES_PER_PRECISION["int8"])
     return int(params * BYTES_PER_PRECISION[precision])
 
 
@@ -125,15 +128,16 @@ def _jax_copies_bytes(weights: float, available_bytes: int | None) -> float:
 
 
 def estimate_memory(params: int, precision: str, backend: str = "jax", device: str = "cpu",
-                    available_bytes: int | None = None) -> MemoryEstimate:
+                    available_bytes: int | None = None, embedding_params: int | None = None) -> MemoryEstimate:
     """Memory a model of ``params`` parameters needs at ``precision`` on ``backend``.
 
     ``available_bytes``: the RAM available to the model, when known; on JAX at 16 bits it decides
     whether the prefill's float32 kernel copies (:mod:`float32_kernels`) are counted.
+    ``embedding_params``: the token embedding's weights, when known (kept at int8 by int4).
     """
     if backend not in RUNTIME_BYTES:
         raise SettingsError(f"Unknown backend {backend!r}: expected one of {', '.join(RUNTIME_BYTES)}.")
-    weights = weights_bytes(params, precision)
+    weights = weights_bytes(params, precision, embedding_params)
     if device == "cpu":
         factor, extra = PER_PRECISION.get((backend, precision), (WEIGHTS_FACTOR[backend], 0.0))
         total = RUNTIME_BYTES[backend] + FIXED_BYTES[backend] + extra + factor * weights

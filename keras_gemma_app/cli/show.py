@@ -29,7 +29,8 @@ def show(model, backend, as_json):
     backend = requested_backend(backend)
     where = cached_location(entry)
     available = available_ram()
-    estimates = {precision: estimate_memory(entry.params, precision, backend, available_bytes=available)
+    estimates = {precision: estimate_memory(entry.params, precision, backend, available_bytes=available,
+                                             embedding_params=entry.embedding_params)
                  for precision in PRECISIONS}
     if as_json:
         click.echo(json.dumps({
