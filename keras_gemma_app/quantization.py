@@ -77,9 +77,11 @@ def quantization_of(causal_lm) -> str | None:
 
 def _int4_eight_bit_layers(backbone) -> set[int]:
     """ids of the layers the int4 level keeps at int8: the token embedding and the first blocks."""
-    # A model of few blocks (a test model) keeps none: most of it would stay at int8.
-    blocks = min(INT4_EIGHT_BIT_BLOCKS, len(backbone.transformer_layers) // 4)
-    kept = [backbone.token_embedding, *backbone.transformer_layers[:blocks]]
+    # A model of few blocks (a test model) keeps none: most of it would stay at int8. A backbone
+    # without these attributes keeps nothing at int8.
+    layers = list(getattr(backbone, "transformer_layers", None) or [])
+    embedding = getattr(backbone, "token_embedding", None)
+    kept = ([embedding] if embedding is not None else []) + layers[:min(INT4_EIGHT_BIT_BLOCKS, len(layers) // 4)]
     return {id(layer) for part in kept for layer in (part, *part._flatten_layers(include_self=False))}
 
 
@@ -108,8 +110,8 @@ def quantize(causal_lm, mode: str) -> None:
         from keras.quantizers import Int4QuantizationConfig
 
         eight_bit = _int4_eight_bit_layers(backbone)
-        steps = [("int8", None, lambda layer: id(layer) in eight_bit),
-                 ("int4", Int4QuantizationConfig(block_size=INT4_BLOCK_SIZE), lambda layer: id(layer) not in eight_bit)]
+        steps = [("int8", None, lambda layer: id(layer) in eight_bit)] if eight_bit else []
+        steps.append(("int4", Int4QuantizationConfig(block_size=INT4_BLOCK_SIZE), lambda layer: id(layer) not in eight_bit))
     # Keras runs a full garbage collection as each layer drops its float kernel: with TensorFlow
     # and KerasHub loaded that is ~0.23 s a layer (30 of 36 s for Gemma 3 270M). Objects alive
     # now are moved out of the collector's sight meanwhile, so each collection sees only new garbage.
