@@ -111,7 +111,8 @@ def quantize(causal_lm, mode: str) -> None:
 
         eight_bit = _int4_eight_bit_layers(backbone)
         steps = [("int8", None, lambda layer: id(layer) in eight_bit)] if eight_bit else []
-        steps.append(("int4", Int4QuantizationConfig(block_size=INT4_BLOCK_SIZE), lambda layer: id(layer) not in eight_bit))
+        steps.append(("int4", Int4QuantizationConfig(block_size=INT4_BLOCK_SIZE),
+                      lambda layer: id(layer) not in eight_bit))
     # Keras runs a full garbage collection as each layer drops its float kernel: with TensorFlow
     # and KerasHub loaded that is ~0.23 s a layer (30 of 36 s for Gemma 3 270M). Objects alive
     # now are moved out of the collector's sight meanwhile, so each collection sees only new garbage.

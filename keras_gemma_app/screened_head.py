@@ -45,8 +45,8 @@ class ScreenedArgmax:
     """``argmax(x @ table.T)`` per row of ``x``, equal to the bfloat16 product's, mostly without it.
 
     ``table``: bfloat16 (rows, in); ``scale``: the channel balance ``c`` (in,), see
-    :func:`keras_gemma_app.channel_balance.channel_scale`. Built in as many parts as torch has threads, side by side (Gemma 3
-    270M: ~2 s on 2 cores; torch's engine packs int8 weights on one core).
+    :func:`keras_gemma_app.channel_balance.channel_scale`. Built in as many parts as torch has
+    threads, side by side (Gemma 3 270M: ~2 s on 2 cores; torch's engine packs int8 weights on one core).
     """
 
     def __init__(self, table, scale):

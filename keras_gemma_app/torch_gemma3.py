@@ -612,7 +612,8 @@ class TorchGemma3:
             return dynamic_int8.DynamicInt8Linear.from_embedding(self.embedding)
         samples = self._sample_hidden(channel_balance.calibration_text(), _BALANCE_SAMPLE_TOKENS)
         peaks = channel_balance.column_peaks(self.embedding._embeddings.value, self.embedding.embeddings_scale.value)
-        return dynamic_int8.BalancedInt8Head.from_embedding(self.embedding, channel_balance.channel_scale(peaks, samples))
+        balance = channel_balance.channel_scale(peaks, samples)
+        return dynamic_int8.BalancedInt8Head.from_embedding(self.embedding, balance)
 
     def _build_screen(self):
         from keras_gemma_app import quality_eval

@@ -170,8 +170,8 @@ def recommend(
                f"{smallest.entry.name}, needs about {format_bytes(smallest.memory.total_bytes)} at {PRECISION}.")
         # Quantized weights, when nothing fits at 16 bits: int8 first, then int4.
         for mode in QUANTIZED_FALLBACK:
-            quantized = [Choice(entry, estimate_memory(entry.params, mode, backend, device, usable, entry.embedding_params))
-                         for entry in ordered]
+            quantized = [Choice(entry, estimate_memory(entry.params, mode, backend, device, usable,
+                                                       entry.embedding_params)) for entry in ordered]
             fits = [choice for choice in quantized if choice.memory.total_bytes <= usable]
             if fits:
                 pick = fits[0]
