@@ -123,7 +123,6 @@ class BalancedInt8Head:
         self.parts = [None] * len(starts)
         for i, parts in enumerate(built):
             self.parts[i::threads] = parts
-        self.out_features = rows
 
     def _part(self, values, row_scale, start: int, stop: int):
         import torch

@@ -40,8 +40,6 @@ SCREEN_AFTER_TOKENS = 512
 _SCREEN_SAMPLE_TOKENS = 256
 # Positions of channel_balance.calibration_text() whose hidden states balance the int8 LM head.
 _BALANCE_SAMPLE_TOKENS = 128
-# Placeholder while the layers the balanced int8 head is calibrated through are built.
-_BALANCED_INT8_HEAD = object()
 
 # Set to 1 to run the general decoder block through torch.compile: the prompt's pass (and float32
 # steps); one-token steps on bfloat16 or quantized weights stay on the eager short path.
@@ -245,6 +243,7 @@ class TorchGemma3:
             # in float32 on a CPU. Gemma 3 270M int4: forward and logits 19.7-20.4 -> 17.3-18.1 ms.
             self.dtype = torch.float32
         self.embedding = backbone.token_embedding
+        balanced_head = False  # the int8 LM head, balanced once the layers can run (below)
         embedding_mode = torch_packed.quantization_mode(self.embedding)
         if embedding_mode is None:
             self.embeddings = self.embedding.embeddings.value
@@ -261,7 +260,8 @@ class TorchGemma3:
                 # balanced against the table's first: built below, once the layers can run. The layers
                 # keep the weight-only kernel (their inputs quantized cost more: Gemma 3 270M int8
                 # perplexity 30.14, float32 28.88). torch.compile cannot trace it.
-                self.lm_head = _BALANCED_INT8_HEAD
+                self.lm_head = None
+                balanced_head = True
             else:
                 self.lm_head = torch_packed.PackedLinear.from_embedding(
                     self.embedding, embedding_mode, torch_packed.int4_block_size(self.embedding))
@@ -283,7 +283,7 @@ class TorchGemma3:
         # Packed copies do not follow later changes to the Keras weights: remember what they were made from.
         self._sources = [(v, v.value, v.value._version) for v in backbone.weights]
         self._tables: dict[tuple, tuple] = {}
-        if self.lm_head is _BALANCED_INT8_HEAD:
+        if balanced_head:
             self.lm_head = self._balanced_int8_head()
         # The packing scratch back to the system (Gemma 3 270M int4: 2.0 -> 1.6 GiB resident).
         freed_memory.give_back()
