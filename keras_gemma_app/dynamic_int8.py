@@ -17,7 +17,8 @@ largest magnitude first (and the outputs back), so a row of small values is not
 quantized on the range of a row of large ones. Within a row, a few large
 channels still take the range from the rest: :class:`BalancedInt8Head` evens
 the channels out against the weights' first (:mod:`keras_gemma_app.channel_balance`),
-which brings the LM head back to float32's perplexity (29.11 -> 28.89).
+which brings the LM head back to float32's perplexity (29.11 -> 28.89), and on a CPU with VNNI
+the activations keep 8 bits instead of the engine's safe 7 (:func:`reduce_range`): 28.74.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from __future__ import annotations
 import functools
 import warnings
 
-# 7-bit activations: the engine's setting that cannot saturate its 16-bit intermediate sums on
-# processors without the VNNI dot-product instructions.
-_REDUCE_RANGE = True
+# CPU flags of the dot-product instructions that sum 8-bit products straight into 32 bits (VNNI).
+_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 # Rows of the balanced head packed at a time: bounds the build's scratch (float32 rows, int8 copies).
 _ROWS_PER_PART = 65536
 _ROWS_PER_CHUNK = 4096
@@ -45,6 +45,31 @@ def available() -> bool:
                 and hasattr(torch.ops.quantized, "linear_dynamic"))
     except (AttributeError, RuntimeError):
         return False
+
+
+def has_vnni(cpuinfo: str) -> bool:
+    """Whether ``/proc/cpuinfo``'s text lists a VNNI dot-product instruction set."""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return any(flag in flags for flag in _VNNI_FLAGS)
+
+
+@functools.cache
+def reduce_range() -> bool:
+    """Whether activations are quantized to 7 bits instead of 8.
+
+    Without VNNI the engine adds pairs of 8-bit products in 16 bits, which 8-bit activations can
+    saturate: the engine's 7-bit setting then keeps it exact. With VNNI (read from ``/proc/cpuinfo``;
+    7 bits where it cannot be read) products go straight into 32 bits and 8 bits are safe: Gemma 3
+    270M's int8 LM head, perplexity 28.89 -> 28.74 (float32 28.88), at the same speed.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+            return not has_vnni(file.read())
+    except OSError:
+        return True
 
 
 class DynamicInt8Linear:
@@ -79,11 +104,11 @@ class DynamicInt8Linear:
         shape = x.shape
         flat = x.reshape(-1, shape[-1]).to(torch.float32).contiguous()
         if flat.shape[0] == 1:
-            out = torch.ops.quantized.linear_dynamic(flat, self._packed, _REDUCE_RANGE)
+            out = torch.ops.quantized.linear_dynamic(flat, self._packed, reduce_range())
         else:
             # One quantization range per row: each row scaled to a largest magnitude of 1, then back.
             peak = torch.amax(torch.abs(flat), dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
-            out = torch.ops.quantized.linear_dynamic(flat / peak, self._packed, _REDUCE_RANGE) * peak
+            out = torch.ops.quantized.linear_dynamic(flat / peak, self._packed, reduce_range()) * peak
         return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
 

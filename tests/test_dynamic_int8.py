@@ -23,9 +23,33 @@ def test_product_is_the_int8_matrix_on_8bit_activations():
     exact = x @ (weight.to(torch.float32) * scale[:, None]).T
     out = dynamic_int8.DynamicInt8Linear(weight, scale)(x)
     assert out.shape == (1, 300) and out.dtype == torch.float32
-    # The activations are rounded to 7 bits: close to the exact product, not equal to it.
+    # The activations are rounded to 8 bits (7 without VNNI): close to the exact product, not equal to it.
     error = float((out - exact).norm() / exact.norm())
     assert 0 < error < 0.03, error
+
+
+def test_vnni_is_read_from_the_cpu_flags():
+    assert dynamic_int8.has_vnni("processor : 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    assert dynamic_int8.has_vnni("flags : fpu avx2 avx_vnni\nflags : fpu avx2 avx_vnni\n")
+    assert not dynamic_int8.has_vnni("flags : fpu sse avx2 avx512f\nbugs : avx512_vnni_bug\n")
+    assert not dynamic_int8.has_vnni("")
+
+
+@pytest.mark.skipif(dynamic_int8.reduce_range(), reason="this CPU quantizes activations to 7 bits (no VNNI)")
+def test_8bit_activations_do_not_saturate():
+    # Every activation at the top of its 8-bit range times weights of 127: pairs of products add up
+    # to 64,770, past 16 bits; a saturating sum would lose half of it.
+    weight = torch.full((4, 256), 127, dtype=torch.int8)
+    scale = torch.full((4,), 0.01)
+    x = torch.full((1, 256), 3.0)
+    out = dynamic_int8.DynamicInt8Linear(weight, scale)(x)
+    exact = x @ (weight.to(torch.float32) * scale[:, None]).T
+    assert torch.allclose(out, exact, rtol=1e-3), (out, exact)
+    # Half-range steps would show: 8-bit activations read a ramp back closer than 7-bit ones.
+    ramp = torch.linspace(0.0, 1.0, 256)[None]
+    identity = dynamic_int8.DynamicInt8Linear(torch.eye(256, dtype=torch.int8) * 127, torch.full((256,), 1 / 127))
+    step = float((identity(ramp) - ramp).abs().max())
+    assert step < 1 / 255 * 0.51 + 1e-6, step
 
 
 def test_each_row_is_quantized_on_a_range_of_its_own():
