@@ -52,3 +52,18 @@ def channel_scale(peaks, samples):
 
     x_peak = samples.to(torch.float32).abs().amax(dim=0).clamp(min=1e-6)
     return torch.sqrt(x_peak / peaks.to(torch.float32).clamp(min=1e-6))
+
+
+class InputPeaks:
+    """A product that also keeps the largest ``|x_i|`` of each input channel it is called on (``peaks``)."""
+
+    def __init__(self, product):
+        self.product = product
+        self.peaks = None
+
+    def __call__(self, x):
+        import torch
+
+        peaks = x.detach().reshape(-1, x.shape[-1]).abs().amax(dim=0).to(torch.float32)
+        self.peaks = peaks if self.peaks is None else torch.maximum(self.peaks, peaks)
+        return self.product(x)

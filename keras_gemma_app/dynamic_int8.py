@@ -120,6 +120,30 @@ def int8_rows(rows):
     return torch.round(rows / step[:, None]).clamp_(-127, 127), step
 
 
+class BalancedInt8Linear:
+    """``x @ W.T`` for an int8 weight ``(out, in)`` read back as ``weight * scale`` (one scale per output),
+    its input channels balanced first (:mod:`keras_gemma_app.channel_balance`, from ``input_peaks``, the
+    largest ``|x_i|`` seen on sample inputs): the rescaled rows are rounded to int8 again and an input is
+    divided by the balance before the engine quantizes it."""
+
+    def __init__(self, weight, scale, input_peaks):
+        import torch
+
+        from keras_gemma_app.channel_balance import channel_scale
+
+        rows = weight.to(torch.float32) * scale.to(torch.float32)[:, None]
+        self.balance = channel_scale(rows.abs().amax(dim=0), input_peaks[None])
+        self.out_features, self.in_features = weight.shape
+        values, step = int8_rows(rows.mul_(self.balance))
+        self.linear = DynamicInt8Linear(values.to(torch.int8), step.to(torch.float64))
+
+    def __call__(self, x):
+        """x: (..., in) -> (..., out), in x's dtype."""
+        import torch
+
+        return self.linear(x.to(torch.float32) / self.balance).to(x.dtype)
+
+
 class BalancedInt8Head:
     """The LM head of a Keras int8 embedding (hidden -> logits), its input channels balanced.
 

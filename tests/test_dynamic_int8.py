@@ -108,6 +108,29 @@ def test_balanced_head_built_in_parts_is_the_whole_table_requantized(monkeypatch
     assert torch.equal(head(x), whole(x / balance))
 
 
+def test_balanced_linear_keeps_small_input_channels():
+    from keras_gemma_app import channel_balance
+
+    # Inputs whose channels span three orders of magnitude, weights the inverse: all channels count.
+    generator = torch.Generator().manual_seed(10)
+    size = torch.exp(torch.linspace(-3.5, 3.5, 96))[torch.randperm(96, generator=generator)]
+    weight, scale = _int8(64, 96, 11)
+    weight = torch.round(weight.to(torch.float32) / size.sqrt() / 4).clamp(-127, 127).to(torch.int8)
+    samples = torch.randn(32, 96, generator=generator) * size
+    recorder = channel_balance.InputPeaks(lambda x: x.sum(-1))
+    recorder(samples[:16])
+    recorder(samples[16:])
+    assert torch.equal(recorder.peaks, samples.abs().amax(dim=0))
+    x = torch.randn(4, 96, generator=generator) * size
+    exact = x @ (weight.to(torch.float32) * scale[:, None]).T
+    balanced = dynamic_int8.BalancedInt8Linear(weight, scale, recorder.peaks)
+    plain = dynamic_int8.DynamicInt8Linear(weight, scale)
+    balanced_error = float((balanced(x) - exact).norm() / exact.norm())
+    plain_error = float((plain(x) - exact).norm() / exact.norm())
+    assert balanced(x).shape == (4, 64) and balanced_error < 0.02
+    assert balanced_error < plain_error / 2, (balanced_error, plain_error)
+
+
 def test_refuses_a_weight_that_is_not_int8():
     with pytest.raises(ValueError, match="Expected a 2-D int8 weight, received"):
         dynamic_int8.DynamicInt8Linear(torch.randn(4, 8), torch.ones(4))
@@ -118,6 +141,7 @@ import json, sys
 import torch
 import keras_gemma_app as kga
 kga.use_backend("torch")
+from keras_gemma_app import torch_packed
 from keras_gemma_app.decoding import _model_adapter
 adapter = _model_adapter(kga.load(sys.argv[1], quantize="int8").causal_lm)
 hidden = torch.randn(3, 1, adapter.hidden_dim, generator=torch.Generator().manual_seed(0))
@@ -126,8 +150,16 @@ with torch.inference_mode():
     embedding = adapter.embedding
     table = embedding._embeddings.value.to(torch.float32) / embedding.embeddings_scale.value.to(torch.float32)[:, None]
     exact = hidden[:, 0] @ table.T
+    layer = adapter.layers[0]
+    x = torch.randn(2, layer.hidden_dim, generator=torch.Generator().manual_seed(1))
+    block = adapter.causal_lm.backbone.transformer_layers[0]
+    kernels = [torch_packed.dense_kernel(dense) for dense in (block.gating_ffw, block.gating_ffw_2)]
+    gates_exact = x @ torch.cat(kernels, dim=1)
+    gates = layer.gates_2d(x)
 print(json.dumps({"dynamic": type(adapter.lm_head).__name__ == "BalancedInt8Head",
-                  "error": float((logits[:, 0] - exact).norm() / exact.norm())}))
+                  "error": float((logits[:, 0] - exact).norm() / exact.norm()),
+                  "gates": [type(layer.gates_2d).__name__ for layer in adapter.layers],
+                  "gates_error": float((gates - gates_exact).norm() / gates_exact.norm())}))
 """
 
 
@@ -143,3 +175,8 @@ def test_int8_lm_head_quantizes_its_input_unless_compiling(tiny_preset, compile_
     assert result["dynamic"] is (compile_flag is None)
     # Keras's int8 table, read on 8-bit activations (or bfloat16 ones): about 2-3 significant digits.
     assert result["error"] < 0.03, result
+    # The gate products likewise (balanced against the calibration text's inputs), the other
+    # products on the weight-only kernel.
+    expected = "BalancedInt8Linear" if compile_flag is None else "PackedLinear"
+    assert result["gates"] and result["gates"] == [expected] * len(result["gates"]), result
+    assert result["gates_error"] < 0.03, result

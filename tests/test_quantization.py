@@ -48,10 +48,12 @@ def test_load_refuses_an_unknown_mode_before_loading(tiny_preset):
         kga.load(str(tiny_preset), quantize="fp4")
 
 
-def test_int4_keeps_the_embedding_and_first_blocks_at_int8():
+@pytest.mark.parametrize("blocks", [8, 16])
+def test_int4_keeps_the_embedding_and_first_blocks_at_int8(blocks):
     from tiny_gemma import build_tiny_causal_lm
 
-    causal_lm = build_tiny_causal_lm(num_layers=8)
+    causal_lm = build_tiny_causal_lm(num_layers=blocks)
+    kept = min(INT4_EIGHT_BIT_BLOCKS, blocks // 4)  # at most a quarter of the blocks
     quantize(causal_lm, "int4")
     backbone = causal_lm.backbone
     assert quantization_of(causal_lm) == "int4"
@@ -60,8 +62,7 @@ def test_int4_keeps_the_embedding_and_first_blocks_at_int8():
     def modes(block):
         return {layer.quantization_mode for layer in block._flatten_layers(include_self=False)} - {None}
 
-    assert [modes(block) for block in backbone.transformer_layers] == [{"int8"}] * INT4_EIGHT_BIT_BLOCKS + [
-        {"int4"}] * (8 - INT4_EIGHT_BIT_BLOCKS)
+    assert [modes(block) for block in backbone.transformer_layers] == [{"int8"}] * kept + [{"int4"}] * (blocks - kept)
     quantize(causal_lm, "int4")  # already at the level: left as it is
     with pytest.raises(QuantizationError, match="already quantized to int4"):
         quantize(causal_lm, "int8")
