@@ -265,3 +265,19 @@ def test_real_model_greedy_stream_equals_generate_on_every_backend(real_preset, 
         assert result["float32_kernels"] == (backend == "jax"), (backend, dtype)
         assert result["streamed"] == result["reference"], (backend, dtype)
         assert [len(tokens) for tokens in result["streamed"]] == [24, 24]
+
+
+def test_torch_first_largest_is_argmax_ties_included():
+    import torch
+
+    from keras_gemma_app.decoding import _ARGMAX_BLOCK, torch_first_largest
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 64 * _ARGMAX_BLOCK, generator=generator)
+    # Row 1: its largest value twice, in two blocks; row 2: twice in one block; row 3: at the very end.
+    logits[1, 5 * _ARGMAX_BLOCK + 7] = logits[1, 40 * _ARGMAX_BLOCK + 1] = 100.0
+    logits[2, 9 * _ARGMAX_BLOCK + 300] = logits[2, 9 * _ARGMAX_BLOCK + 30] = 50.0
+    logits[3, -1] = 80.0
+    found = torch_first_largest(logits)
+    assert found.tolist() == torch.argmax(logits, dim=-1).tolist()
+    assert found[1:].tolist() == [5 * _ARGMAX_BLOCK + 7, 9 * _ARGMAX_BLOCK + 30, 64 * _ARGMAX_BLOCK - 1]
