@@ -10,7 +10,8 @@ head. The weights are the int8 values and scales they are given, exactly; the
 activations lose precision. On Gemma 3 270M (perplexity of the shipped text,
 float32 28.88, int8 weight-only 28.72) the LM head this way gives 29.11, every
 int8 product this way 30.14 (the layers' inputs have large outliers): the app
-uses it for the LM head only (:mod:`keras_gemma_app.torch_gemma3`).
+uses it for the LM head and, balanced, for the int8 blocks' gate products
+(:mod:`keras_gemma_app.torch_gemma3`).
 
 The engine quantizes a whole input with one range; rows are scaled to the same
 largest magnitude first (and the outputs back), so a row of small values is not
