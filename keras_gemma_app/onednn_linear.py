@@ -6,9 +6,12 @@ instructions, on every call. At batch 1 that re-layout costs as much as the
 product: Gemma 3's 262k-row tied LM head takes ~19 ms per token through
 ``torch.matmul`` and ~12 ms packed once (``mkldnn._reorder_linear_weight``,
 then ``mkldnn._linear_pointwise``, the path ``torch.compile``'s weight freezing
-uses). It is the same kernel on the same values, so the results are the same
-bit for bit; the tests hold the decoder to KerasHub's tokens with it. The
-price is a second copy of the weights in memory.
+uses). Up to :data:`EXACT_ROWS` rows it is the same kernel on the same values,
+so the results are the same bit for bit; the tests hold the decoder to
+KerasHub's tokens with it. For more rows oneDNN may choose another kernel than
+``torch.matmul`` does (on CPUs with AMX, from 17-33 rows depending on the
+shape), so callers that need torch's values run those through the unpacked
+weights. The price is a second copy of the weights in memory.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import functools
 
 _OPS = {}
+# The most rows for which the packed product is torch.matmul's, bit for bit, on every CPU tried.
+EXACT_ROWS = 16
 
 
 def _product(x, weight):

@@ -4,9 +4,12 @@ A float32 product with a transposed row-major matrix, such as Gemma's tied LM he
 (``hidden @ embeddings.T``, 262k rows), goes to the math library's
 matrix-vector kernel, which on a CPU runs on a single thread: 64 ms for
 Gemma 3 270M on 2 cores, reading ~10 GB/s. Each output is one row's dot product
-with ``x``, computed the same way whichever rows share the call, so computing
-halves of the rows in two threads (torch releases the GIL inside the kernel)
-gives the same values bit for bit, in 34-40 ms.
+with ``x``, so computing halves of the rows in two threads (torch releases the
+GIL inside the kernel) gives the same values, up to the order in which the math
+library sums a row (mostly the same bits: on Gemma 3 270M's head, all 262k
+equal on the CPUs tried), in 34-40 ms. Some math library builds already run
+that kernel on every core (24-25 ms either way on a CPU with AMX); there the
+split changes nothing but the order of some sums.
 """
 
 from __future__ import annotations

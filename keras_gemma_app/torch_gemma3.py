@@ -241,7 +241,8 @@ class TorchGemma3:
         backbone = causal_lm.backbone
         self.causal_lm = causal_lm
         self.dtype = getattr(torch, str(causal_lm.compute_dtype))
-        if quantization_of(causal_lm) in QUANTIZE_MODES:
+        self._quantized = quantization_of(causal_lm) in QUANTIZE_MODES
+        if self._quantized:
             # Every product then runs in torch's packed kernels on bfloat16 inputs, whatever the
             # activations' dtype; the rest of the step (norms, RoPE, attention, the cache) is faster
             # in float32 on a CPU. Gemma 3 270M int4: forward and logits 19.7-20.4 -> 17.3-18.1 ms.
@@ -332,7 +333,8 @@ class TorchGemma3:
         cache_length = cache[0][0].shape[1]
         x = torch_packed.embedding_rows(self.embedding, token_ids.long(), self.dtype)
         x = x * self._embedding_scale
-        if length == 1 and padding_mask is None and self.lean_step:
+        if length == 1 and padding_mask is None and self.lean_step and (batch <= onednn_linear.EXACT_ROWS
+                                                                         or self._quantized):
             return self._step(x, cache, index, update_mask)
         # The causal mask, merged with the padding mask (as merge_padding_and_attention_mask does).
         i = torch.arange(length, dtype=torch.float32)[:, None] + float(index)
@@ -510,7 +512,10 @@ class TorchGemma3:
         b, t, d = normalized.shape
         flat = normalized.reshape(b * t, d)
         kv_shape = (b, t, layer.num_key_value_heads, layer.head_dim)
-        if layer.fused:
+        # bfloat16 weights packed for oneDNN give torch's own values up to EXACT_ROWS rows; past
+        # that, oneDNN may pick another kernel (CPUs with AMX) and the Keras kernels' einsums run.
+        fused = layer.fused and (layer.packed or b * t <= onednn_linear.EXACT_ROWS)
+        if fused:
             query, key_update, value_update = torch.split(layer.qkv_2d(flat), layer.qkv_split, dim=-1)
             query = query.reshape(b, t, layer.num_query_heads, layer.head_dim)
             key_update = key_update.reshape(kv_shape)
@@ -558,7 +563,7 @@ class TorchGemma3:
             attended = attended.masked_fill(no_attended, 0)
         if layer.packed:
             attention = layer.output_2d(attended.reshape(b, t, layer.num_query_heads * h))
-        elif layer.fused:
+        elif fused:
             attention = layer.output_2d(attended.transpose(2, 3).reshape(b, t, layer.num_query_heads * h))
         else:
             attention = torch.einsum("btnh,nhd->btd", attended, layer.output)
@@ -566,7 +571,7 @@ class TorchGemma3:
             attention = _rms_norm(attention, layer.post_attention_norm, layer.epsilon, dtype)
         attention_x = x + attention
         normalized = _rms_norm(attention_x, layer.pre_ffw_norm, layer.epsilon, dtype)
-        if layer.fused:
+        if fused:
             x1, x2 = torch.chunk(layer.gates_2d(normalized), 2, dim=-1)
         elif layer.matrices:
             flat = normalized.reshape(b * t, d)
@@ -576,7 +581,7 @@ class TorchGemma3:
             x1 = torch.einsum("btd,df->btf", normalized, layer.gating)
             x2 = torch.einsum("btd,df->btf", normalized, layer.gating_2)
         hidden = torch.nn.functional.gelu(x1, approximate="tanh") * x2
-        if layer.fused:
+        if fused:
             out = layer.linear_2d(hidden)
         elif layer.matrices:
             out = torch.matmul(hidden.reshape(b * t, -1), layer.linear).reshape(b, t, d)
@@ -671,7 +676,9 @@ class TorchGemma3:
     def logits(self, hidden):
         import torch
 
-        if self.lm_head is not None:
+        rows = hidden.numel() // hidden.shape[-1]
+        exact = not isinstance(self.lm_head, onednn_linear.PackedBfloat16Linear) or rows <= onednn_linear.EXACT_ROWS
+        if self.lm_head is not None and exact:
             logits = self.lm_head(hidden)
         else:
             logits = torch.matmul(hidden, torch.transpose(self.embeddings, 0, 1))
