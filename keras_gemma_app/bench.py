@@ -21,6 +21,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -129,6 +130,14 @@ def _worker(module: str, payload: dict) -> dict:
         if line.startswith('{"results"'):
             return json.loads(line)
     lines = [line for line in (done.stderr or done.stdout or "").splitlines() if line.strip()]
+    if done.returncode < 0:
+        # Killed by a signal (a crash inside a native library): its last line is only a log line.
+        try:
+            name = signal.Signals(-done.returncode).name
+        except ValueError:
+            name = f"signal {-done.returncode}"
+        last = f" after: {lines[-1]}" if lines else ""
+        return {"error": f"its process crashed ({name}){last}"}
     return {"error": lines[-1] if lines else f"exit status {done.returncode}"}
 
 

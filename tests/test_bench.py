@@ -21,3 +21,15 @@ def test_bench_from_python_on_one_backend(tiny_preset):
 def test_bench_checks_its_settings_before_running():
     with pytest.raises(kga.SettingsError, match="Expected backends among"):
         kga.benchmark("gemma3_270m_pypi", backends=["jax", "mlx"])
+
+
+def test_a_worker_killed_by_a_signal_is_reported_as_a_crash(tmp_path, monkeypatch):
+    from keras_gemma_app import bench
+
+    # A baseline whose native library crashes: its stderr ends on a log line, which alone says nothing.
+    (tmp_path / "crashing_worker.py").write_text(
+        "import os, signal, sys\nprint('loading the model', file=sys.stderr, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGSEGV)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    result = bench._worker("crashing_worker", {})
+    assert result == {"error": "its process crashed (SIGSEGV) after: loading the model"}
