@@ -59,6 +59,18 @@ class Entry:
         return None if width is None else width * _VOCABULARY[self.generation]
 
     @property
+    def int4_eight_bit_params(self) -> int | None:
+        """Weights the int4 level keeps at int8 (the embedding and the first blocks, see
+        :mod:`keras_gemma_app.quantization`), where the embedding's size is known; else None. A block
+        counts as an equal share of the weights outside the embedding."""
+        from keras_gemma_app.quantization import int4_eight_bit_blocks
+
+        embedding = self.embedding_params
+        if embedding is None:
+            return None
+        return embedding + (self.params - embedding) * int4_eight_bit_blocks(self.layers) // self.layers
+
+    @property
     def is_draft(self) -> bool:
         """A speculative-decoding assistant: it only proposes tokens to a larger model."""
         return self.name.endswith("_assistant")

@@ -35,12 +35,12 @@ tensorflow  2.31 GiB     2.52 GiB
 torch       1.82 GiB     1.76 GiB
 =========== ============ ============
 
-The int4 level keeps the embedding table and the first two blocks at int8
+The int4 level keeps the embedding table and the first four blocks at int8
 (:mod:`keras_gemma_app.quantization`): its weights count 0.6 bytes each and
-the embedding's 1 byte, where the embedding's size is known
-(``embedding_params``; the catalogue knows it for Gemma 1 to 3); the two int8
-blocks are left out (under 1% for 270M). The factors above were fitted with
-that count.
+those kept at int8 1 byte, where the embedding's size is known
+(``eight_bit_params``; the catalogue knows it for Gemma 1 to 3, each block an
+equal share of the rest). The factors above were fitted with the embedding
+alone at 1 byte (the four blocks add 9 MB of weights for 270M).
 
 The weights count once on JAX, about twice on torch (the app keeps a packed
 copy for torch's int kernels) and, on TensorFlow, once plus a dequantized
@@ -108,13 +108,13 @@ class MemoryEstimate:
     backend: str
 
 
-def weights_bytes(params: int, precision: str, embedding_params: int | None = None) -> int:
-    """Bytes ``params`` weights take at ``precision`` (int4: the ``embedding_params`` of them at int8)."""
+def weights_bytes(params: int, precision: str, eight_bit_params: int | None = None) -> int:
+    """Bytes ``params`` weights take at ``precision`` (int4: the ``eight_bit_params`` of them at int8)."""
     if precision not in BYTES_PER_PRECISION:
         raise SettingsError(f"Unknown precision {precision!r}: expected one of {', '.join(BYTES_PER_PRECISION)}.")
-    if precision == "int4" and embedding_params:
-        embedding = min(embedding_params, params)
-        return int((params - embedding) * BYTES_PER_PRECISION["int4"] + embedding * BYTES_PER_PRECISION["int8"])
+    if precision == "int4" and eight_bit_params:
+        eight_bit = min(eight_bit_params, params)
+        return int((params - eight_bit) * BYTES_PER_PRECISION["int4"] + eight_bit * BYTES_PER_PRECISION["int8"])
     return int(params * BYTES_PER_PRECISION[precision])
 
 
@@ -128,16 +128,17 @@ def _jax_copies_bytes(weights: float, available_bytes: int | None) -> float:
 
 
 def estimate_memory(params: int, precision: str, backend: str = "jax", device: str = "cpu",
-                    available_bytes: int | None = None, embedding_params: int | None = None) -> MemoryEstimate:
+                    available_bytes: int | None = None, eight_bit_params: int | None = None) -> MemoryEstimate:
     """Memory a model of ``params`` parameters needs at ``precision`` on ``backend``.
 
     ``available_bytes``: the RAM available to the model, when known; on JAX at 16 bits it decides
     whether the prefill's float32 kernel copies (:mod:`float32_kernels`) are counted.
-    ``embedding_params``: the token embedding's weights, when known (kept at int8 by int4).
+    ``eight_bit_params``: the weights the int4 level keeps at int8, when known
+    (:attr:`catalogue.Entry.int4_eight_bit_params`).
     """
     if backend not in RUNTIME_BYTES:
         raise SettingsError(f"Unknown backend {backend!r}: expected one of {', '.join(RUNTIME_BYTES)}.")
-    weights = weights_bytes(params, precision, embedding_params)
+    weights = weights_bytes(params, precision, eight_bit_params)
     if device == "cpu":
         factor, extra = PER_PRECISION.get((backend, precision), (WEIGHTS_FACTOR[backend], 0.0))
         total = RUNTIME_BYTES[backend] + FIXED_BYTES[backend] + extra + factor * weights

@@ -77,13 +77,18 @@ def quantization_of(causal_lm) -> str | None:
     return "int4" if modes == {"int8", "int4"} else "mixed"
 
 
+def int4_eight_bit_blocks(layers: int) -> int:
+    """How many of a model's ``layers`` decoder blocks, from the first, the int4 level keeps at int8."""
+    return min(INT4_EIGHT_BIT_BLOCKS, layers // 4)
+
+
 def _int4_eight_bit_layers(backbone) -> set[int]:
     """ids of the layers the int4 level keeps at int8: the token embedding and the first blocks."""
     # A model of few blocks (a test model) keeps none: most of it would stay at int8. A backbone
     # without these attributes keeps nothing at int8.
     layers = list(getattr(backbone, "transformer_layers", None) or [])
     embedding = getattr(backbone, "token_embedding", None)
-    kept = ([embedding] if embedding is not None else []) + layers[:min(INT4_EIGHT_BIT_BLOCKS, len(layers) // 4)]
+    kept = ([embedding] if embedding is not None else []) + layers[:int4_eight_bit_blocks(len(layers))]
     return {id(layer) for part in kept for layer in (part, *part._flatten_layers(include_self=False))}
 
 

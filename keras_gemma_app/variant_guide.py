@@ -160,8 +160,8 @@ def recommend(
     if device not in DEVICES:
         raise SettingsError(f"Unknown device {device!r}: expected one of {', '.join(DEVICES)}.")
     usable = usable_memory(memory)
-    choices = [Choice(entry, estimate_memory(entry.params, PRECISION, backend, device, usable, entry.embedding_params))
-               for entry in ordered]
+    choices = [Choice(entry, estimate_memory(entry.params, PRECISION, backend, device, usable,
+                                             entry.int4_eight_bit_params)) for entry in ordered]
     fitting = [choice for choice in choices if choice.memory.total_bytes <= usable]
     common = dict(task=task, memory_bytes=memory, usable_bytes=usable, device=device, backend=backend)
     if not fitting:
@@ -171,7 +171,7 @@ def recommend(
         # Quantized weights, when nothing fits at 16 bits: int8 first, then int4.
         for mode in QUANTIZED_FALLBACK:
             quantized = [Choice(entry, estimate_memory(entry.params, mode, backend, device, usable,
-                                                       entry.embedding_params)) for entry in ordered]
+                                                       entry.int4_eight_bit_params)) for entry in ordered]
             fits = [choice for choice in quantized if choice.memory.total_bytes <= usable]
             if fits:
                 pick = fits[0]

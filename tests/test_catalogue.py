@@ -94,6 +94,17 @@ def test_embedding_size_is_the_models_own(real_preset):
                 and entry.layers is not None and entry.family not in ("gemma3n", "gemma4", "vaultgemma")]
 
 
+def test_int4_eight_bit_weights_are_the_embedding_and_the_first_four_blocks(real_preset):
+    config = json.loads((real_preset / "config.json").read_text())["config"]
+    entry = catalogue.get("gemma3_270m_pypi")
+    width, heads, kv_heads, head = (config["hidden_dim"], config["num_query_heads"], config["num_key_value_heads"],
+                                    config["head_dim"])
+    # Query, key, value and output kernels, both gates and the down projection (norms apart).
+    block = 2 * width * heads * head + 2 * width * kv_heads * head + 3 * width * config["intermediate_dim"]
+    expected = entry.embedding_params + 4 * block
+    assert abs(entry.int4_eight_bit_params - expected) / expected < 0.01
+
+
 def test_show_bundled(real_preset):
     result = CliRunner().invoke(main, ["show", "gemma3_270m_pypi", "--json"])
     info = json.loads(result.stdout)
@@ -110,8 +121,9 @@ def test_show_bundled(real_preset):
     assert limited["memory_bytes"]["bfloat16"] == estimate_memory(268_098_176, "bfloat16", "jax").total_bytes
     assert limited["memory_bytes"]["bfloat16"] < info["memory_bytes"]["bfloat16"]
     assert info["memory_bytes"]["float32"] > info["memory_bytes"]["bfloat16"] > info["memory_bytes"]["int4"]
-    # int4 keeps the embedding table (63% of this model) at int8.
-    assert info["weights_bytes"]["int4"] == int(0.6 * (268_098_176 - 167_772_160) + 167_772_160)
+    # int4 keeps the embedding table (63% of this model) and the first 4 of 18 blocks at int8.
+    eight_bit = 167_772_160 + (268_098_176 - 167_772_160) * 4 // 18
+    assert info["weights_bytes"]["int4"] == int(0.6 * (268_098_176 - eight_bit) + eight_bit)
     table = CliRunner().invoke(main, ["show", "gemma3_270m_pypi", "--backend", "torch"])
     assert "pretrained" in table.stdout and "268,098,176" in table.stdout
     assert "memory to run (torch, CPU)" in table.stdout

@@ -62,7 +62,8 @@ def test_estimate_is_within_ten_percent_of_the_real_model_resident_memory(float_
 def test_quantized_estimate_is_within_ten_percent(int4_rss, real_quantized, backend_name):
     measured = int4_rss[(backend_name, str(real_quantized["int4"][0]), "-")]
     entry = get("gemma3_270m_pypi")
-    estimated = estimate_memory(entry.params, "int4", backend_name, embedding_params=entry.embedding_params).total_bytes
+    estimated = estimate_memory(entry.params, "int4", backend_name,
+                                eight_bit_params=entry.int4_eight_bit_params).total_bytes
     assert abs(estimated - measured) / measured < 0.10, (
         f"{backend_name} int4: estimated {estimated / GIB:.2f} GiB, measured {measured / GIB:.2f} GiB")
 
@@ -73,11 +74,11 @@ def test_weights_scale_with_precision():
         4e9, 2e9, 2e9, 1e9, 6e8]
 
 
-def test_int4_counts_the_embedding_at_int8():
-    params, embedding = 1_000_000_000, 200_000_000
-    assert weights_bytes(params, "int4", embedding) == 800e6 * 0.6 + 200e6
-    assert weights_bytes(params, "int8", embedding) == weights_bytes(params, "int8")
-    assert estimate_memory(params, "int4", "torch", embedding_params=embedding).total_bytes > estimate_memory(
+def test_int4_counts_the_weights_it_keeps_at_int8():
+    params, eight_bit = 1_000_000_000, 200_000_000
+    assert weights_bytes(params, "int4", eight_bit) == 800e6 * 0.6 + 200e6
+    assert weights_bytes(params, "int8", eight_bit) == weights_bytes(params, "int8")
+    assert estimate_memory(params, "int4", "torch", eight_bit_params=eight_bit).total_bytes > estimate_memory(
         params, "int4", "torch").total_bytes
 
 

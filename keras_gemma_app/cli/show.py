@@ -30,7 +30,7 @@ def show(model, backend, as_json):
     where = cached_location(entry)
     available = available_ram()
     estimates = {precision: estimate_memory(entry.params, precision, backend, available_bytes=available,
-                                             embedding_params=entry.embedding_params)
+                                             eight_bit_params=entry.int4_eight_bit_params)
                  for precision in PRECISIONS}
     if as_json:
         click.echo(json.dumps({
