@@ -130,10 +130,10 @@ class BalancedInt8Linear:
     def __init__(self, weight, scale, input_peaks):
         import torch
 
-        from keras_gemma_app.channel_balance import channel_scale
+        from keras_gemma_app.channel_balance import channel_scale, column_peaks
 
         rows = weight.to(torch.float32) * scale.to(torch.float32)[:, None]
-        self.balance = channel_scale(rows.abs().amax(dim=0), input_peaks[None])
+        self.balance = channel_scale(column_peaks(rows), input_peaks[None])
         self.out_features, self.in_features = weight.shape
         values, step = int8_rows(rows.mul_(self.balance))
         self.linear = DynamicInt8Linear(values.to(torch.int8), step.to(torch.float64))

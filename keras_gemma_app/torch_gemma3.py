@@ -241,14 +241,15 @@ class TorchGemma3:
         backbone = causal_lm.backbone
         self.causal_lm = causal_lm
         self.dtype = getattr(torch, str(causal_lm.compute_dtype))
-        self._quantized = quantization_of(causal_lm) in QUANTIZE_MODES
-        if self._quantized:
+        if quantization_of(causal_lm) in QUANTIZE_MODES:
             # Every product then runs in torch's packed kernels on bfloat16 inputs, whatever the
             # activations' dtype; the rest of the step (norms, RoPE, attention, the cache) is faster
             # in float32 on a CPU. Gemma 3 270M int4: forward and logits 19.7-20.4 -> 17.3-18.1 ms.
             self.dtype = torch.float32
         self.embedding = backbone.token_embedding
         balanced_head = False  # the int8 LM head, balanced once the layers can run (below)
+        # torch's dynamic int8 engine (LM head, gate products); torch.compile cannot trace it.
+        dynamic = dynamic_int8.available() and not _compile_requested()
         embedding_mode = torch_packed.quantization_mode(self.embedding)
         if embedding_mode is None:
             self.embeddings = self.embedding.embeddings.value
@@ -260,7 +261,7 @@ class TorchGemma3:
                 self.lm_head = threaded_rows.ThreadedRows(self.embeddings)
         else:
             self.embeddings = None
-            if embedding_mode == "int8" and dynamic_int8.available() and not _compile_requested():
+            if embedding_mode == "int8" and dynamic:
                 # An int8 LM head quantizes its input at each call (about twice as fast), its channels
                 # balanced against the table's first: built below, once the layers can run. The layers
                 # keep the weight-only kernel (their inputs quantized cost more: Gemma 3 270M int8
@@ -290,9 +291,7 @@ class TorchGemma3:
         self._tables: dict[tuple, tuple] = {}
         # int8 gate products (both gates in one, the largest product of a block) through the balanced
         # dynamic int8 path too (see _calibrate); balance and head measured in one pass of the text.
-        int8_gates = [layer for layer in self.layers if _int8_packed(getattr(layer, "gates_2d", None))]
-        if not (dynamic_int8.available() and not _compile_requested()):
-            int8_gates = []
+        int8_gates = [layer for layer in self.layers if dynamic and _int8_packed(getattr(layer, "gates_2d", None))]
         if balanced_head or int8_gates:
             samples = self._calibrate(int8_gates)
             if balanced_head:
@@ -333,8 +332,9 @@ class TorchGemma3:
         cache_length = cache[0][0].shape[1]
         x = torch_packed.embedding_rows(self.embedding, token_ids.long(), self.dtype)
         x = x * self._embedding_scale
+        # The exact (bfloat16) step's packed products hold KerasHub's values up to EXACT_ROWS rows.
         if length == 1 and padding_mask is None and self.lean_step and (batch <= onednn_linear.EXACT_ROWS
-                                                                         or self._quantized):
+                                                                         or not self.layers[0].exact_step):
             return self._step(x, cache, index, update_mask)
         # The causal mask, merged with the padding mask (as merge_padding_and_attention_mask does).
         i = torch.arange(length, dtype=torch.float32)[:, None] + float(index)
