@@ -25,13 +25,20 @@ the activations keep 8 bits instead of the engine's safe 7 (:func:`reduce_range`
 from __future__ import annotations
 
 import functools
+import itertools
 import warnings
+import weakref
 
 # CPU flags of the dot-product instructions that sum 8-bit products straight into 32 bits (VNNI).
 _VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 # Rows of the balanced head packed at a time: bounds the build's scratch (float32 rows, int8 copies).
 _ROWS_PER_PART = 65536
 _ROWS_PER_CHUNK = 4096
+
+# Products by key, for the custom op that stands for them in compiled code (see _engine_op).
+_PRODUCTS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_KEYS = itertools.count()
+_ENGINE_OP = []
 
 
 @functools.cache
@@ -89,6 +96,11 @@ class DynamicInt8Linear:
             quantized = torch._make_per_channel_quantized_tensor(
                 weight.contiguous(), scale.to(torch.float64), torch.zeros(self.out_features, dtype=torch.int64), 0)
             self._packed = torch.ops.quantized.linear_prepack(quantized, None)
+        # torch.compile cannot trace the engine's packed weights: compiled code calls this product
+        # through a custom op that finds it by key (registered here, before any tracing).
+        _engine_op()
+        self._key = next(_KEYS)
+        _PRODUCTS[self._key] = self
 
     @classmethod
     def from_embedding(cls, layer):
@@ -103,14 +115,44 @@ class DynamicInt8Linear:
         import torch
 
         shape = x.shape
-        flat = x.reshape(-1, shape[-1]).to(torch.float32).contiguous()
+        flat = x.reshape(-1, shape[-1]).to(torch.float32)
+        if torch.compiler.is_compiling():
+            out = _engine_op()(flat, self._key)
+        else:
+            out = self._product(flat.contiguous())
+        return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    def _product(self, flat):
+        """(rows, in) float32, contiguous -> (rows, out) float32."""
+        import torch
+
         if flat.shape[0] == 1:
             out = torch.ops.quantized.linear_dynamic(flat, self._packed, reduce_range())
         else:
             # One quantization range per row: each row scaled to a largest magnitude of 1, then back.
             peak = torch.amax(torch.abs(flat), dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
             out = torch.ops.quantized.linear_dynamic(flat / peak, self._packed, reduce_range()) * peak
-        return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
+        return out
+
+
+def _engine_op():
+    """``keras_gemma_app::dynamic_int8_mm(x, key)``: the :class:`DynamicInt8Linear` registered under
+    ``key`` applied to ``x`` (rows, in), as one opaque call in code torch.compile traces."""
+    if _ENGINE_OP:
+        return _ENGINE_OP[0]
+    import torch
+
+    @torch.library.custom_op("keras_gemma_app::dynamic_int8_mm", mutates_args=(),
+                             schema="(Tensor x, int key) -> Tensor")
+    def dynamic_int8_mm(x, key):
+        return _PRODUCTS[key]._product(x.contiguous())
+
+    @dynamic_int8_mm.register_fake
+    def _(x, key):
+        return x.new_empty((x.shape[0], _PRODUCTS[key].out_features))
+
+    _ENGINE_OP.append(dynamic_int8_mm)
+    return dynamic_int8_mm
 
 
 def int8_rows(rows):

@@ -28,8 +28,8 @@ import os
 
 import numpy as np
 
-from keras_gemma_app import (channel_balance, dynamic_int8, freed_memory, onednn_linear, screened_head, threaded_rows,
-                             torch_packed)
+from keras_gemma_app import (channel_balance, compiled_step, dynamic_int8, freed_memory, onednn_linear, screened_head,
+                             threaded_rows, torch_packed)
 from keras_gemma_app.quantization import QUANTIZE_MODES, quantization_of
 
 
@@ -41,8 +41,9 @@ _SCREEN_SAMPLE_TOKENS = 256
 # Positions of channel_balance.calibration_text() whose hidden states balance the int8 LM head.
 _BALANCE_SAMPLE_TOKENS = 128
 
-# Set to 1 to run the general decoder block through torch.compile: the prompt's pass (and float32
-# steps); one-token steps on bfloat16 or quantized weights stay on the eager short path.
+# Set to 1 to run the general decoder block through torch.compile (the prompt's pass, and float32
+# steps), and one row's one-token steps on quantized weights as one compiled graph (compiled_step);
+# bfloat16 steps stay on the eager exact path.
 COMPILE_ENV = "KERAS_GEMMA_TORCH_COMPILE"
 
 
@@ -248,8 +249,8 @@ class TorchGemma3:
             self.dtype = torch.float32
         self.embedding = backbone.token_embedding
         balanced_head = False  # the int8 LM head, balanced once the layers can run (below)
-        # torch's dynamic int8 engine (LM head, gate products); torch.compile cannot trace it.
-        dynamic = dynamic_int8.available() and not _compile_requested()
+        # torch's dynamic int8 engine (LM head, gate products); compiled code calls it through a custom op.
+        dynamic = dynamic_int8.available()
         embedding_mode = torch_packed.quantization_mode(self.embedding)
         if embedding_mode is None:
             self.embeddings = self.embedding.embeddings.value
@@ -265,7 +266,7 @@ class TorchGemma3:
                 # An int8 LM head quantizes its input at each call (about twice as fast), its channels
                 # balanced against the table's first: built below, once the layers can run. The layers
                 # keep the weight-only kernel (their inputs quantized cost more: Gemma 3 270M int8
-                # perplexity 30.14, float32 28.88). torch.compile cannot trace it.
+                # perplexity 30.14, float32 28.88).
                 self.lm_head = None
                 balanced_head = True
             else:
@@ -275,6 +276,7 @@ class TorchGemma3:
         # Greedy decoding on the bfloat16 head can skip most of it (screened_head), built on demand.
         self.screen = None
         self._greedy_calls = 0
+        self._compiled_step = None  # one row's quantized steps as one graph, built last (below)
         self._can_screen = (isinstance(self.lm_head, onednn_linear.PackedBfloat16Linear)
                             and self.logit_soft_cap is None and dynamic_int8.available()
                             and getattr(causal_lm, "preprocessor", None) is not None)
@@ -304,6 +306,8 @@ class TorchGemma3:
             # Its fused bfloat16 arithmetic rounds differently from eager torch: close to
             # KerasHub's values, not equal to them.
             self._block = torch.compile(self._block, dynamic=True)
+        if _compile_requested() and compiled_step.applies(self.layers):
+            self._compiled_step = compiled_step.CompiledStep(self.layers)
 
     def is_current(self) -> bool:
         """Whether the Keras weights are the ones this pass was built from (not assigned since)."""
@@ -380,7 +384,10 @@ class TorchGemma3:
                 cos, signed_sin = self._step_rope_tables(layer, cache[0][0].shape[1])
                 rope[layer.rope] = (cos[index], signed_sin[index])
         rows = tuple(rope[layer.rope] for layer in self.layers)
-        x = self._step_layers(x, cache, index, keep, rows)
+        if self._compiled_step is not None and keep is None and x.shape[0] == 1:
+            x = self._compiled_step(x, cache, index, rows)
+        else:
+            x = self._step_layers(x, cache, index, keep, rows)
         return _rms_norm(x, self.final_norm, self.final_epsilon, self.dtype), cache
 
     def _step_layers(self, x, cache, index: int, keep, rope_rows):
@@ -403,7 +410,8 @@ class TorchGemma3:
         return self._tables[key]
 
     @staticmethod
-    def _step_block(layer: _Layer, x, key_cache, value_cache, index: int, start: int, keep, cos, sin):
+    def _step_block(layer: _Layer, x, key_cache, value_cache, index: int, start: int, keep, cos, sin,
+                    attend=None):
         """:meth:`_block` for one token per row, in fewer torch calls: attention over the cache's
         entries ``start..index`` only (what the causal and sliding-window masks leave, so no masks),
         one norm over the query and key heads together, RoPE as a roll.
@@ -413,6 +421,9 @@ class TorchGemma3:
         bfloat16 weights take KerasHub's arithmetic, rounding where it rounds
         (:meth:`_exact_step_block`): the same values bit for bit (Gemma 3 270M: forward and logits
         33 -> 28.5 ms a token).
+
+        ``attend``: another attention for the quantized path, called as ``attend(layer, query, key,
+        value, key_cache, value_cache)`` (:mod:`keras_gemma_app.compiled_step`'s, over the whole cache).
         """
         import torch
 
@@ -430,8 +441,11 @@ class TorchGemma3:
         query_key = torch.addcmul(query_key * cos, torch.roll(query_key, h // 2, dims=-1), sin)
         query = query_key[:, :q_heads]
         value_update = qkv[:, (q_heads + kv_heads) * h:]
-        attended = TorchGemma3._step_attention(layer, query, query_key[:, q_heads:], value_update,
-                                               key_cache, value_cache, index, start, keep)
+        if attend is None:
+            attended = TorchGemma3._step_attention(layer, query, query_key[:, q_heads:], value_update,
+                                                   key_cache, value_cache, index, start, keep)
+        else:
+            attended = attend(layer, query, query_key[:, q_heads:], value_update, key_cache, value_cache)
         attention = layer.output_2d(attended.reshape(b, 1, q_heads * h))
         attention_x = _lean_norm(attention, layer.post_attention_norm, epsilon, residual=x)
         gates = layer.gates_2d(_lean_norm(attention_x, layer.pre_ffw_norm, epsilon))

@@ -233,14 +233,15 @@ class PackedLinear:
     def __call__(self, x):
         """x: (..., in) -> (..., out), in x's dtype; the product runs in bfloat16.
 
-        Eager torch calls the kernels themselves (a custom op's dispatch costs ~15 us a call); code
-        that torch.compile traces calls them as the custom ops of :func:`_packed_ops`.
+        Eager torch calls the kernels themselves (a custom op's dispatch costs ~15 us a call), and so
+        does compiled code for one row (a row is contiguous whatever its strides); compiled code for
+        several rows calls them as the custom ops of :func:`_packed_ops`.
         """
         import torch
 
         shape = x.shape
         flat = x.reshape(-1, shape[-1]).to(self.dtype)
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() and not (isinstance(flat.shape[0], int) and flat.shape[0] == 1):
             ops = _packed_ops()
             int4, int8 = ops["int4"], ops["int8"]
         else:

@@ -62,8 +62,17 @@ with torch.inference_mode():
             token, index = ids[:, step:step + 1], ids.shape[1] + step
             hidden, cache = adapter.forward(token, cache, index, update_mask=torch.tensor([[True], [True]]))
             logits.append(adapter.logits(hidden[:, -1]).float().numpy())
+    # One row: its one-token steps run as one compiled graph when compiling.
+    one = ids[:1]
+    hidden, cache = adapter.forward(one, adapter.empty_cache(1, one.shape[1] + 4), 0)
+    single = [adapter.logits(hidden[:, -1]).float().numpy()]
+    for step in range(4):
+        hidden, cache = adapter.forward(one[:, step:step + 1], cache, one.shape[1] + step)
+        single.append(adapter.logits(hidden[:, -1]).float().numpy())
+step = adapter._compiled_step
 print(json.dumps({"compiled": hasattr(adapter._block, "_torchdynamo_orig_callable"),
-                  "logits": np.stack(logits).tolist()}))
+                  "step_compiled": step is not None and bool(step._positions),
+                  "logits": np.stack(logits).tolist(), "single": np.stack(single).tolist()}))
 """
 
 
@@ -82,12 +91,14 @@ def test_torch_compile_opt_in_computes_the_eager_logits(real_quantized, tmp_path
         assert done.returncode == 0, done.stderr[-3000:]
         runs[flag] = json.loads(done.stdout.strip().splitlines()[-1])
     assert runs[None]["compiled"] is False and runs["1"]["compiled"] is True
-    # (prompt + 4 steps, 2 rows, vocabulary)
-    eager, compiled = np.array(runs[None]["logits"]), np.array(runs["1"]["logits"])
-    # Fused kernels round bfloat16 differently: the same logits to bfloat16 precision, not bit for bit,
-    # so greedy text may part at a near tie after a few tokens.
-    assert (np.argmax(compiled, axis=-1) == np.argmax(eager, axis=-1)).mean() >= 0.8
-    assert np.max(np.abs(compiled - eager)) < 0.05 * np.max(np.abs(eager))
+    assert runs[None]["step_compiled"] is False and runs["1"]["step_compiled"] is True
+    for key in ("logits", "single"):
+        # (prompt + 4 steps, rows, vocabulary)
+        eager, compiled = np.array(runs[None][key]), np.array(runs["1"][key])
+        # Fused kernels round differently: the same logits to bfloat16 precision, not bit for bit,
+        # so greedy text may part at a near tie after a few tokens.
+        assert (np.argmax(compiled, axis=-1) == np.argmax(eager, axis=-1)).mean() >= 0.8, key
+        assert np.max(np.abs(compiled - eager)) < 0.05 * np.max(np.abs(eager)), key
 
 
 STALE = """
