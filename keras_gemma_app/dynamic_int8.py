@@ -99,8 +99,10 @@ class DynamicInt8Linear:
         # torch.compile cannot trace the engine's packed weights: compiled code calls this product
         # through a custom op that finds it by key (registered here, before any tracing).
         _engine_op()
-        self._key = next(_KEYS)
-        _PRODUCTS[self._key] = self
+        key = next(_KEYS)
+        _PRODUCTS[key] = self
+        # A tensor, not an int: compiled code would specialize on an int, one graph per product.
+        self._key = torch.tensor(key)
 
     @classmethod
     def from_embedding(cls, layer):
@@ -117,7 +119,7 @@ class DynamicInt8Linear:
         shape = x.shape
         flat = x.reshape(-1, shape[-1]).to(torch.float32)
         if torch.compiler.is_compiling():
-            out = _engine_op()(flat, self._key)
+            out = _engine_op()(flat, self._key, self.out_features)
         else:
             out = self._product(flat.contiguous())
         return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
@@ -136,20 +138,21 @@ class DynamicInt8Linear:
 
 
 def _engine_op():
-    """``keras_gemma_app::dynamic_int8_mm(x, key)``: the :class:`DynamicInt8Linear` registered under
-    ``key`` applied to ``x`` (rows, in), as one opaque call in code torch.compile traces."""
+    """``keras_gemma_app::dynamic_int8_mm(x, key, out_features)``: the :class:`DynamicInt8Linear`
+    registered under ``key`` (a 0-d tensor) applied to ``x`` (rows, in), as one opaque call in code
+    torch.compile traces."""
     if _ENGINE_OP:
         return _ENGINE_OP[0]
     import torch
 
     @torch.library.custom_op("keras_gemma_app::dynamic_int8_mm", mutates_args=(),
-                             schema="(Tensor x, int key) -> Tensor")
-    def dynamic_int8_mm(x, key):
-        return _PRODUCTS[key]._product(x.contiguous())
+                             schema="(Tensor x, Tensor key, int out_features) -> Tensor")
+    def dynamic_int8_mm(x, key, out_features):
+        return _PRODUCTS[int(key)]._product(x.contiguous())
 
     @dynamic_int8_mm.register_fake
-    def _(x, key):
-        return x.new_empty((x.shape[0], _PRODUCTS[key].out_features))
+    def _(x, key, out_features):
+        return x.new_empty((x.shape[0], out_features))
 
     _ENGINE_OP.append(dynamic_int8_mm)
     return dynamic_int8_mm

@@ -45,6 +45,8 @@ _BALANCE_SAMPLE_TOKENS = 128
 # steps), and one row's one-token steps on quantized weights as one compiled graph (compiled_step);
 # bfloat16 steps stay on the eager exact path.
 COMPILE_ENV = "KERAS_GEMMA_TORCH_COMPILE"
+# Graphs torch.compile may keep per compiled function here (torch's default is 8).
+_RECOMPILE_LIMIT = 32
 
 
 def _compile_requested() -> bool:
@@ -301,10 +303,14 @@ class TorchGemma3:
         # The packing scratch back to the system (Gemma 3 270M int4: 2.0 -> 1.6 GiB resident).
         freed_memory.give_back()
         if _compile_requested():
-            # One compiled decoder block for every layer and length (about 10 s per new
-            # shape class on 2 cores): worth it for long generations, not for one short reply.
-            # Its fused bfloat16 arithmetic rounds differently from eager torch: close to
-            # KerasHub's values, not equal to them.
+            # One compiled decoder block for every length (about 10 s per new shape class on 2
+            # cores): worth it for long generations, not for one short reply. Its fused bfloat16
+            # arithmetic rounds differently from eager torch: close to KerasHub's values, not equal
+            # to them. Its variants (int4/int8 blocks, sliding or global attention, prompts kept in
+            # the cache or not) outnumber torch's default of 8 graphs a function; the packed kernels'
+            # custom ops are registered before tracing (registering inside it breaks the graph).
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, _RECOMPILE_LIMIT)
+            torch_packed.packed_ops()
             self._block = torch.compile(self._block, dynamic=True)
         if _compile_requested() and compiled_step.applies(self.layers):
             self._compiled_step = compiled_step.CompiledStep(self.layers)

@@ -34,7 +34,7 @@ INT4_GROUPS = (32, 64, 128, 256)
 _OPS = {}
 
 
-def _packed_ops():
+def packed_ops():
     """The two kernels as custom ops, registered once torch is loaded.
 
     torch.compile's own lowering of ``_weight_int4pack_mm_for_cpu`` may hand the
@@ -235,14 +235,14 @@ class PackedLinear:
 
         Eager torch calls the kernels themselves (a custom op's dispatch costs ~15 us a call), and so
         does compiled code for one row (a row is contiguous whatever its strides); compiled code for
-        several rows calls them as the custom ops of :func:`_packed_ops`.
+        several rows calls them as the custom ops of :func:`packed_ops`.
         """
         import torch
 
         shape = x.shape
         flat = x.reshape(-1, shape[-1]).to(self.dtype)
         if torch.compiler.is_compiling() and not (isinstance(flat.shape[0], int) and flat.shape[0] == 1):
-            ops = _packed_ops()
+            ops = packed_ops()
             int4, int8 = ops["int4"], ops["int8"]
         else:
             flat = flat.contiguous()
