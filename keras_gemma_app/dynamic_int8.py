@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import threading
 import warnings
 import weakref
 
@@ -39,6 +40,8 @@ _ROWS_PER_CHUNK = 4096
 _PRODUCTS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _KEYS = itertools.count()
 _ENGINE_OP = []
+# Parts of a table are packed in threads side by side: the first products may be built at once.
+_ENGINE_OP_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -143,6 +146,13 @@ def _engine_op():
     torch.compile traces."""
     if _ENGINE_OP:
         return _ENGINE_OP[0]
+    with _ENGINE_OP_LOCK:
+        if not _ENGINE_OP:
+            _ENGINE_OP.append(_register_engine_op())
+    return _ENGINE_OP[0]
+
+
+def _register_engine_op():
     import torch
 
     @torch.library.custom_op("keras_gemma_app::dynamic_int8_mm", mutates_args=(),
@@ -154,7 +164,6 @@ def _engine_op():
     def _(x, key, out_features):
         return x.new_empty((x.shape[0], out_features))
 
-    _ENGINE_OP.append(dynamic_int8_mm)
     return dynamic_int8_mm
 
 

@@ -192,3 +192,36 @@ def test_compiled_code_calls_the_engine_through_its_custom_op(rows, tmp_path, mo
     with torch.inference_mode():
         # The engine's own values: the custom op runs the eager product on what the graph hands it.
         assert torch.equal(compiled(x), product(torch.relu(x)) + 1)
+
+
+FIRST_IN_THREADS = r"""
+import threading
+import torch
+from keras_gemma_app import dynamic_int8
+errors, products = [], []
+barrier = threading.Barrier(4)
+
+def build(seed):
+    try:
+        barrier.wait()
+        weight = torch.randint(-127, 128, (16, 32), dtype=torch.int8, generator=torch.Generator().manual_seed(seed))
+        products.append(dynamic_int8.DynamicInt8Linear(weight, torch.ones(16) / 100))
+    except BaseException as error:
+        errors.append(repr(error))
+
+threads = [threading.Thread(target=build, args=(seed,)) for seed in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(errors, len(products))
+"""
+
+
+def test_the_first_products_may_be_built_in_threads_at_once():
+    from conftest import run_python
+
+    # A table's parts are packed side by side; the engine's custom op is registered once among them.
+    done = run_python(FIRST_IN_THREADS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[] 4"
