@@ -39,7 +39,7 @@ class CompiledStep:
         import torch
 
         self.layers = list(layers)
-        self._windows = sorted({layer.sliding_window for layer in self.layers}, key=lambda w: (w is not None, w))
+        self._windows = {layer.sliding_window for layer in self.layers}  # None: global attention
         self._positions: dict[int, object] = {}
         self._run = torch.compile(self._blocks, dynamic=False, fullgraph=True)
 
@@ -52,15 +52,15 @@ class CompiledStep:
             self._positions[length] = torch.arange(length)
         positions = self._positions[length]
         seen = positions <= index
-        masks = tuple(torch.where(seen if window is None else seen & (positions > index - window), 0.0, float("-inf"))
-                      for window in self._windows)
+        masks = {window: torch.where(seen if window is None else seen & (positions > index - window), 0.0, float("-inf"))
+                 for window in self._windows}
         return self._run(x, list(cache), torch.tensor([index]), masks, tuple(rope_rows))
 
     def _blocks(self, x, cache, position, masks, rope_rows):
         from keras_gemma_app.torch_gemma3 import TorchGemma3
 
         for layer, (key_cache, value_cache), (cos, sin) in zip(self.layers, cache, rope_rows):
-            mask = masks[self._windows.index(layer.sliding_window)]
+            mask = masks[layer.sliding_window]
 
             def attend(layer, query, key, value, key_cache, value_cache, mask=mask):
                 return _attend_all(layer, query, key, value, key_cache, value_cache, position, mask)

@@ -312,8 +312,8 @@ class TorchGemma3:
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, _RECOMPILE_LIMIT)
             torch_packed.packed_ops()
             self._block = torch.compile(self._block, dynamic=True)
-        if _compile_requested() and compiled_step.applies(self.layers):
-            self._compiled_step = compiled_step.CompiledStep(self.layers)
+            if compiled_step.applies(self.layers):
+                self._compiled_step = compiled_step.CompiledStep(self.layers)
 
     def is_current(self) -> bool:
         """Whether the Keras weights are the ones this pass was built from (not assigned since)."""
