@@ -20,6 +20,10 @@ channels still take the range from the rest: :class:`BalancedInt8Head` evens
 the channels out against the weights' first (:mod:`keras_gemma_app.channel_balance`),
 which brings the LM head back to float32's perplexity (29.11 -> 28.89), and on a CPU with VNNI
 the activations keep 8 bits instead of the engine's safe 7 (:func:`reduce_range`): 28.74.
+
+Where :mod:`keras_gemma_app.int8_kernel` runs (x86 with 512-bit VNNI and a C compiler), the products
+go through it instead of the engine's own matrix product: the same quantized input, the same values
+bit for bit, and the head's weights read front to back (~5.9 instead of ~6.7 ms a token).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import itertools
 import threading
 import warnings
 import weakref
+
+from keras_gemma_app import cpu_flags, int8_kernel
 
 # CPU flags of the dot-product instructions that sum 8-bit products straight into 32 bits (VNNI).
 _VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -60,10 +66,10 @@ def available() -> bool:
 
 def has_vnni(cpuinfo: str) -> bool:
     """Whether ``/proc/cpuinfo``'s text lists a VNNI dot-product instruction set."""
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
+    return _vnni_in(cpu_flags.parse(cpuinfo))
+
+
+def _vnni_in(flags: set[str]) -> bool:
     return any(flag in flags for flag in _VNNI_FLAGS)
 
 
@@ -76,11 +82,8 @@ def reduce_range() -> bool:
     7 bits where it cannot be read) products go straight into 32 bits and 8 bits are safe: Gemma 3
     270M's int8 LM head, perplexity 28.89 -> 28.74 (float32 28.88), at the same speed.
     """
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
-            return not has_vnni(file.read())
-    except OSError:
-        return True
+    flags = cpu_flags.read()
+    return flags is None or not _vnni_in(flags)
 
 
 class DynamicInt8Linear:
@@ -92,13 +95,11 @@ class DynamicInt8Linear:
         if weight.dtype != torch.int8 or weight.ndim != 2:
             raise ValueError(f"Expected a 2-D int8 weight, received {tuple(weight.shape)} {weight.dtype}.")
         self.out_features, self.in_features = weight.shape
-        with warnings.catch_warnings():
-            # torch warns that its quantized tensor types are to be removed in a later release; this
-            # one has them (where it does not, available() is False and the weight-only kernel runs).
-            warnings.simplefilter("ignore", UserWarning)
-            quantized = torch._make_per_channel_quantized_tensor(
-                weight.contiguous(), scale.to(torch.float64), torch.zeros(self.out_features, dtype=torch.int64), 0)
-            self._packed = torch.ops.quantized.linear_prepack(quantized, None)
+        self._blocked = None
+        if int8_kernel.available():
+            self._blocked = int8_kernel.BlockedInt8(weight, scale)
+        else:
+            self._packed = self._prepack(weight, scale)
         # torch.compile cannot trace the engine's packed weights: compiled code calls this product
         # through a custom op that finds it by key (registered here, before any tracing).
         _engine_op()
@@ -106,6 +107,17 @@ class DynamicInt8Linear:
         _PRODUCTS[key] = self
         # A tensor, not an int: compiled code would specialize on an int, one graph per product.
         self._key = torch.tensor(key)
+
+    def _prepack(self, weight, scale):
+        import torch
+
+        with warnings.catch_warnings():
+            # torch warns that its quantized tensor types are to be removed in a later release; this
+            # one has them (where it does not, available() is False and the weight-only kernel runs).
+            warnings.simplefilter("ignore", UserWarning)
+            quantized = torch._make_per_channel_quantized_tensor(
+                weight.contiguous(), scale.to(torch.float64), torch.zeros(self.out_features, dtype=torch.int64), 0)
+            return torch.ops.quantized.linear_prepack(quantized, None)
 
     @classmethod
     def from_embedding(cls, layer):
@@ -132,12 +144,20 @@ class DynamicInt8Linear:
         import torch
 
         if flat.shape[0] == 1:
-            out = torch.ops.quantized.linear_dynamic(flat, self._packed, reduce_range())
-        else:
-            # One quantization range per row: each row scaled to a largest magnitude of 1, then back.
-            peak = torch.amax(torch.abs(flat), dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
-            out = torch.ops.quantized.linear_dynamic(flat / peak, self._packed, reduce_range()) * peak
-        return out
+            return self._engine(flat)
+        # One quantization range per row: each row scaled to a largest magnitude of 1, then back.
+        peak = torch.amax(torch.abs(flat), dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
+        return self._engine(flat / peak) * peak
+
+    def _engine(self, flat):
+        """The engine's product: ``flat`` quantized with one range, times the int8 weight."""
+        import torch
+
+        if self._blocked is None:
+            return torch.ops.quantized.linear_dynamic(flat, self._packed, reduce_range())
+        scale, zero_point = torch._choose_qparams_per_tensor(flat, reduce_range())
+        quantized = torch.quantize_per_tensor(flat, scale, zero_point, torch.quint8).int_repr()
+        return self._blocked(quantized, zero_point, scale)
 
 
 def _engine_op():
