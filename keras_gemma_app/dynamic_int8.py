@@ -48,6 +48,8 @@ _KEYS = itertools.count()
 _ENGINE_OP = []
 # Parts of a table are packed in threads side by side: the first products may be built at once.
 _ENGINE_OP_LOCK = threading.Lock()
+_QUIET: list = []
+_QUIET_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -97,6 +99,7 @@ class DynamicInt8Linear:
         self.out_features, self.in_features = weight.shape
         self._blocked = None
         if int8_kernel.available():
+            _quiet_quantize()
             self._blocked = int8_kernel.BlockedInt8(weight, scale)
         else:
             self._packed = self._prepack(weight, scale)
@@ -158,6 +161,21 @@ class DynamicInt8Linear:
         scale, zero_point = torch._choose_qparams_per_tensor(flat, reduce_range())
         quantized = torch.quantize_per_tensor(flat, scale, zero_point, torch.quint8).int_repr()
         return self._blocked(quantized, zero_point, scale)
+
+
+def _quiet_quantize():
+    """Quantizes a tensor once with torch's warning hidden: the first quantized tensor a process makes
+    warns that their types are to be removed in a later release (once a process; this one has them)."""
+    if _QUIET:
+        return
+    import torch
+
+    with _QUIET_LOCK:
+        if not _QUIET:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.quint8)
+            _QUIET.append(True)
 
 
 def _engine_op():

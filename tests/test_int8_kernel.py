@@ -70,6 +70,8 @@ def _build_and_use(tmp_path, **env):
 
     done = run_python(BUILD_AND_USE, env={"KERAS_GEMMA_CACHE": str(tmp_path / "cache"), **env})
     assert done.returncode == 0, done.stderr[-3000:]
+    # Nothing on stderr: not torch's warning about quantized tensor types either.
+    assert "Warning" not in done.stderr, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
