@@ -48,8 +48,6 @@ _KEYS = itertools.count()
 _ENGINE_OP = []
 # Parts of a table are packed in threads side by side: the first products may be built at once.
 _ENGINE_OP_LOCK = threading.Lock()
-_QUIET: list = []
-_QUIET_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -99,7 +97,7 @@ class DynamicInt8Linear:
         self.out_features, self.in_features = weight.shape
         self._blocked = None
         if int8_kernel.available():
-            _quiet_quantize()
+            _quantize_quietly()
             self._blocked = int8_kernel.BlockedInt8(weight, scale)
         else:
             self._packed = self._prepack(weight, scale)
@@ -163,19 +161,14 @@ class DynamicInt8Linear:
         return self._blocked(quantized, zero_point, scale)
 
 
-def _quiet_quantize():
-    """Quantizes a tensor once with torch's warning hidden: the first quantized tensor a process makes
+def _quantize_quietly():
+    """Quantizes a tensor with torch's warning hidden: the first quantized tensor a process makes
     warns that their types are to be removed in a later release (once a process; this one has them)."""
-    if _QUIET:
-        return
     import torch
 
-    with _QUIET_LOCK:
-        if not _QUIET:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.quint8)
-            _QUIET.append(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.quint8)
 
 
 def _engine_op():

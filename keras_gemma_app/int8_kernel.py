@@ -106,7 +106,7 @@ class BlockedInt8:
         if not available():
             raise RuntimeError("The int8 kernel does not run on this machine.")
         out_features, in_features = weight.shape
-        self.out_features, self.in_features = out_features, in_features
+        self.out_features = out_features
         self.blocks = -(-out_features // LANES)
         self.groups = -(-in_features // GROUP)
         padded = weight
@@ -120,10 +120,6 @@ class BlockedInt8:
                                    for start in range(0, padded.shape[0], _SUM_ROWS)])
         self.scale = torch.zeros(self.blocks * LANES, dtype=torch.float32)
         self.scale[:out_features] = scale.to(torch.float32)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.weight, self.row_sums, self.scale))
 
     def __call__(self, quantized, zero_point: int, scale: float):
         """``quantized``: (rows, in) uint8, read as ``(quantized - zero_point) * scale`` -> (rows, out) float32."""
