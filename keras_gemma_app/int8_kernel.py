@@ -18,83 +18,34 @@ cannot be built or run, :func:`available` is False and the engine runs instead.
 from __future__ import annotations
 
 import ctypes
-import functools
-import hashlib
-import os
 import pathlib
-import shutil
-import subprocess
-import tempfile
-import threading
 
-from keras_gemma_app import cpu_flags
-from keras_gemma_app.cache_dir import app_cache_dir
+from keras_gemma_app.native_kernel import NativeKernel
 
 ENV = "KERAS_GEMMA_INT8_KERNEL"
-_SOURCE = pathlib.Path(__file__).with_name("int8_kernel.c")
-_FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vnni", "-fopenmp", "-shared", "-fPIC")
-_CPU_FLAGS = ("avx512f", "avx512bw", "avx512_vnni")
+KERNEL = NativeKernel(pathlib.Path(__file__).with_name("int8_kernel.c"),
+                      ("-mavx512f", "-mavx512bw", "-mavx512vnni"), ("avx512f", "avx512bw", "avx512_vnni"), ENV)
 # Outputs per block and inputs per group of the kernel's weight layout.
 LANES = 16
 GROUP = 4
 _SUM_ROWS = 4096
-_LOCK = threading.Lock()
+_ARGTYPES = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+             ctypes.c_int64, ctypes.c_int32, ctypes.c_float, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
 
 
 def cpu_supports(cpuinfo: str) -> bool:
     """Whether ``/proc/cpuinfo``'s text lists every instruction set the kernel uses."""
-    return _all_in(cpu_flags.parse(cpuinfo))
+    return KERNEL.cpu_supports(cpuinfo)
 
 
-def _all_in(flags: set[str] | None) -> bool:
-    return flags is not None and all(flag in flags for flag in _CPU_FLAGS)
-
-
-def _compiler() -> str | None:
-    return shutil.which(os.environ.get("CC") or "cc") or shutil.which("gcc")
-
-
-def library_path(compiler: str) -> pathlib.Path:
-    """Where the kernel built by ``compiler`` from this source and these flags is kept."""
-    digest = hashlib.sha256(_SOURCE.read_bytes() + " ".join((compiler, *_FLAGS)).encode()).hexdigest()[:16]
-    return app_cache_dir() / "kernels" / f"int8_kernel-{digest}.so"
-
-
-def _build(compiler: str, target: pathlib.Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        staged = pathlib.Path(scratch) / target.name
-        subprocess.run([compiler, *_FLAGS, str(_SOURCE), "-o", str(staged)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
-        os.replace(staged, target)
-
-
-@functools.cache
 def _function():
     """The loaded kernel, or None where it cannot be built or run here."""
-    if os.environ.get(ENV, "1") == "0" or not _all_in(cpu_flags.read()):
-        return None
-    compiler = _compiler()
-    if compiler is None:
-        return None
-    target = library_path(compiler)
-    try:
-        if not target.exists():
-            _build(compiler, target)
-        function = ctypes.CDLL(str(target)).int8_rows_product
-    except (OSError, subprocess.SubprocessError):
-        return None
-    function.restype = None
-    function.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
-                         ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_float, ctypes.c_void_p,
-                         ctypes.c_int64, ctypes.c_int]
-    return function
+    return KERNEL.function("int8_rows_product", _ARGTYPES)
 
 
 def available() -> bool:
     """Whether the kernel runs here (built on the first call)."""
-    with _LOCK:
-        return _function() is not None
+    return _function() is not None
 
 
 class BlockedInt8:
