@@ -49,7 +49,7 @@ COMPILE_ENV = "KERAS_GEMMA_TORCH_COMPILE"
 _RECOMPILE_LIMIT = 32
 
 
-def _compile_requested() -> bool:
+def compile_requested() -> bool:
     return os.environ.get(COMPILE_ENV) == "1"
 
 
@@ -302,7 +302,7 @@ class TorchGemma3:
                 self.lm_head = self._balanced_int8_head(samples)
         # The packing scratch back to the system (Gemma 3 270M int4: 2.0 -> 1.6 GiB resident).
         freed_memory.give_back()
-        if _compile_requested():
+        if compile_requested():
             # One compiled decoder block for every length (about 10 s per new shape class on 2
             # cores): worth it for long generations, not for one short reply. Its fused bfloat16
             # arithmetic rounds differently from eager torch: close to KerasHub's values, not equal

@@ -124,6 +124,15 @@ def test_without_the_kernel_torchs_kernel_runs(tmp_path, env):
 
 
 @needs_kernel
+def test_compiled_runs_keep_torchs_kernel(tmp_path):
+    # Under KERAS_GEMMA_TORCH_COMPILE=1 compiled code calls torch's kernel directly; the app's would
+    # need a custom op, slower to reach than it saves.
+    result = _build_and_use(tmp_path, KERAS_GEMMA_TORCH_COMPILE="1")
+    assert result["available"] and not result["kernel"]
+    assert len(result["out"]) == 48 and any(result["out"])
+
+
+@needs_kernel
 @pytest.mark.slow
 def test_real_int4_model_with_and_without_the_kernel(real_quantized):
     preset, _ = real_quantized["int4"]
