@@ -659,7 +659,7 @@ class TorchGemma3:
                 layer.gates_2d = recorder.product
         for layer, recorder in zip(int8_gates, recorders):
             packed = recorder.product
-            layer.gates_2d = dynamic_int8.BalancedInt8Linear(packed.weight, packed.scale, recorder.peaks)
+            layer.gates_2d = dynamic_int8.BalancedInt8Linear(*packed.int8_rows(), recorder.peaks)
         return samples
 
     def _balanced_int8_head(self, samples):

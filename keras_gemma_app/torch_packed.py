@@ -23,7 +23,7 @@ scale per output, as Keras's). (An int8 LM head runs another way where it can:
 
 from __future__ import annotations
 
-from keras_gemma_app import int4_kernel
+from keras_gemma_app import weight_only_kernel
 from keras_gemma_app.quantization import quantization_mode
 
 # Rows re-packed at a time: bounds the float32 scratch for the 262k-row embedding.
@@ -194,7 +194,7 @@ def _embedding_int4_chunks(layer, group: int):
 
 class PackedLinear:
     """``x @ W`` with ``W`` (in, out) held as packed int4 or int8 for torch's CPU kernels, or for the
-    app's int4 kernel (:mod:`keras_gemma_app.int4_kernel`) where it runs.
+    app's kernels (:mod:`keras_gemma_app.weight_only_kernel`) where they run.
 
     Built from float32 row blocks of ``W.T`` (out, in), so that a 262k-row
     matrix never sits in float32 whole.
@@ -218,9 +218,9 @@ class PackedLinear:
             self.group = group if group in INT4_GROUPS and in_features % group == 0 else _fallback_group(in_features)
             if int4_blocks is None:
                 int4_blocks = (_int4_rows(rows, self.group) for rows in row_blocks)
-            if _app_int4_kernel() and int4_kernel.takes_group(self.group, in_features):
+            if _app_kernels() and weight_only_kernel.takes_group(self.group, in_features):
                 # The app's kernel: float32 throughout, and faster than torch's at every row count.
-                self._blocked = int4_kernel.BlockedInt4(int4_blocks, self.group)
+                self._blocked = weight_only_kernel.BlockedInt4(int4_blocks, self.group)
                 self.weight, self.scale_zero = self._blocked.weight, self._blocked.scale_zero
                 return
             for q, scale_zero in int4_blocks:
@@ -235,12 +235,17 @@ class PackedLinear:
                 scale = rows.abs().amax(dim=1).clamp(min=1e-12) / 127
                 packed.append(torch.clamp(torch.round(rows / scale[:, None]), -127, 127).to(torch.int8))
                 params.append(scale)
-            self.weight = torch.cat(packed, dim=0).contiguous()
-            self.scale = torch.cat(params).to(dtype)
+            weight, scale = torch.cat(packed, dim=0).contiguous(), torch.cat(params)
+            if _app_kernels():
+                self._blocked = weight_only_kernel.BlockedInt8(weight, scale)
+                self.weight, self.scale = self._blocked.weight, self._blocked.scale
+                return
+            self.weight = weight
+            self.scale = scale.to(dtype)
 
     def __call__(self, x):
         """x: (..., in) -> (..., out), in x's dtype; the product runs in bfloat16 (torch's kernels) or
-        float32 (the app's int4 kernel).
+        float32 (the app's).
 
         Eager torch calls the kernels themselves (a custom op's dispatch costs ~15 us a call), and so
         does compiled code for one row (a row is contiguous whatever its strides); compiled code for
@@ -295,20 +300,26 @@ class PackedLinear:
                   for i in range(0, vocabulary, _CHUNK_ROWS))
         return cls(mode, group, vocabulary, dim, blocks)
 
+    def int8_rows(self):
+        """An int8 product's weights (out, in) int8 and scales (out,), whichever kernel holds them."""
+        if self._blocked is not None:
+            return self._blocked.rows()
+        return self.weight, self.scale
+
     @property
     def nbytes(self) -> int:
         params = self.scale_zero if self.mode == "int4" else self.scale
         return self.weight.numel() * self.weight.element_size() + params.numel() * params.element_size()
 
 
-def _app_int4_kernel() -> bool:
-    """Whether int4 products go to :mod:`keras_gemma_app.int4_kernel`: where it runs, and not under
+def _app_kernels() -> bool:
+    """Whether products go to :mod:`keras_gemma_app.weight_only_kernel`: where it runs, and not under
     ``KERAS_GEMMA_TORCH_COMPILE=1``. Compiled code would call it through a custom op, whose dispatch
-    cost more than the kernel saves (int4 preset, compiled, 67.7 and 62.0 tokens/s with it, 83.9
-    without); it calls torch's kernel directly."""
+    cost more than the kernel saves (int4 preset, compiled, 67.7 and 62.0 tokens/s with the int4
+    kernel, 83.9 without); it calls torch's kernels directly."""
     from keras_gemma_app.torch_gemma3 import compile_requested
 
-    return int4_kernel.available() and not compile_requested()
+    return weight_only_kernel.available() and not compile_requested()
 
 
 def _fallback_group(in_features: int) -> int:

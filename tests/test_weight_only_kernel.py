@@ -1,4 +1,4 @@
-"""The weight-only int4 product kernel for CPUs with AVX-512 (built once with the C compiler)."""
+"""The weight-only int4 and int8 product kernels for CPUs with AVX-512 (built once with the C compiler)."""
 
 import json
 import sys
@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from conftest import run_concurrently, run_python
-from keras_gemma_app import int4_kernel, torch_packed
+from keras_gemma_app import weight_only_kernel, torch_packed
 
-needs_kernel = pytest.mark.skipif(not int4_kernel.available(), reason="the int4 kernel does not run on this machine")
+needs_kernel = pytest.mark.skipif(not weight_only_kernel.available(), reason="the weight-only kernels do not run on this machine")
 
 
 def test_cpu_support_is_read_from_the_cpu_flags():
-    assert int4_kernel.cpu_supports("processor : 0\nflags\t\t: fpu avx2 avx512f avx512bw\n")
-    assert not int4_kernel.cpu_supports("flags : fpu avx2 fma\n")
-    assert not int4_kernel.cpu_supports("")
+    assert weight_only_kernel.cpu_supports("processor : 0\nflags\t\t: fpu avx2 avx512f avx512bw\n")
+    assert not weight_only_kernel.cpu_supports("flags : fpu avx2 fma\n")
+    assert not weight_only_kernel.cpu_supports("")
 
 
 def _int4(out_features, in_features, group, seed):
@@ -39,7 +39,7 @@ def test_products_are_the_4bit_matrix_in_float32(shape, rows):
     out_features, in_features, group = shape
     codes, scale_zero, matrix = _int4(out_features, in_features, group, seed=out_features + rows)
     x = torch.randn(rows, in_features, generator=torch.Generator().manual_seed(rows))
-    got = int4_kernel.BlockedInt4([(codes, scale_zero)], group)(x)
+    got = weight_only_kernel.BlockedInt4([(codes, scale_zero)], group)(x)
     assert got.shape == (rows, out_features) and got.dtype == torch.float32
     exact = x.double() @ matrix.T
     # float32 throughout: ~1e-7 of the largest value (torch's bfloat16 kernel: ~3e-3).
@@ -50,13 +50,44 @@ def test_products_are_the_4bit_matrix_in_float32(shape, rows):
 def test_parts_of_rows_give_the_product_of_the_whole():
     codes, scale_zero, _ = _int4(100, 64, 32, seed=1)
     x = torch.randn(2, 64)
-    whole = int4_kernel.BlockedInt4([(codes, scale_zero)], 32)(x)
-    parts = int4_kernel.BlockedInt4([(codes[:32], scale_zero[:, :32]), (codes[32:], scale_zero[:, 32:])], 32)(x)
+    whole = weight_only_kernel.BlockedInt4([(codes, scale_zero)], 32)(x)
+    parts = weight_only_kernel.BlockedInt4([(codes[:32], scale_zero[:, :32]), (codes[32:], scale_zero[:, 32:])], 32)(x)
     assert torch.equal(whole, parts)
     with pytest.raises(ValueError, match="multiple of 16 rows"):
-        int4_kernel.BlockedInt4([(codes[:30], scale_zero[:, :30]), (codes[30:], scale_zero[:, 30:])], 32)
+        weight_only_kernel.BlockedInt4([(codes[:30], scale_zero[:, :30]), (codes[30:], scale_zero[:, 30:])], 32)
     with pytest.raises(ValueError, match="multiple of 4 inputs"):
-        int4_kernel.BlockedInt4([(codes, scale_zero)], 6)
+        weight_only_kernel.BlockedInt4([(codes, scale_zero)], 6)
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [(1536, 640), (1000, 2048), (20, 7)], ids=str)
+@pytest.mark.parametrize("rows", [1, 3, 6])
+def test_int8_products_are_the_8bit_matrix_in_float32(shape, rows):
+    out_features, in_features = shape
+    generator = torch.Generator().manual_seed(out_features + rows)
+    weight = torch.randint(-127, 128, shape, dtype=torch.int8, generator=generator)
+    scale = torch.rand(out_features, generator=generator) / 100 + 1e-4
+    x = torch.randn(rows, in_features, generator=generator)
+    blocked = weight_only_kernel.BlockedInt8(weight, scale)
+    got = blocked(x)
+    assert got.shape == (rows, out_features) and got.dtype == torch.float32
+    exact = x.double() @ (weight.double() * scale.double()[:, None]).T
+    assert float((got - exact).abs().max() / exact.abs().max()) < 2e-6
+    # The weights and scales read back as given (the int8 gates are re-packed from them).
+    back_weight, back_scale = blocked.rows()
+    assert torch.equal(back_weight, weight) and torch.equal(back_scale, scale)
+
+
+@needs_kernel
+def test_packed_int8_linear_runs_on_the_kernel():
+    matrix = torch.randn(256, 96)
+    packed = torch_packed.PackedLinear.from_matrix(matrix, "int8", None)
+    assert packed._blocked is not None
+    x = torch.randn(2, 256)
+    weight, scale = packed.int8_rows()
+    assert weight.shape == (96, 256) and weight.dtype == torch.int8
+    exact = x.double() @ (weight.double() * scale.double()[:, None]).T
+    assert float((packed(x) - exact).abs().max() / exact.abs().max()) < 2e-6
 
 
 @needs_kernel
@@ -74,8 +105,9 @@ def test_packed_int4_linear_runs_on_the_kernel_and_keeps_the_activation_dtype():
 
 
 @needs_kernel
-def test_compiled_code_calls_the_kernel_with_the_same_values():
-    packed = torch_packed.PackedLinear.from_matrix(torch.randn(256, 96), "int4", 32)
+@pytest.mark.parametrize("mode", ["int4", "int8"])
+def test_compiled_code_calls_the_kernel_with_the_same_values(mode):
+    packed = torch_packed.PackedLinear.from_matrix(torch.randn(256, 96), mode, 32)
     compiled = torch.compile(lambda x: torch.relu(packed(x)) * 2, fullgraph=True)
     for rows in (1, 3):
         x = torch.randn(rows, 256)
@@ -85,12 +117,15 @@ def test_compiled_code_calls_the_kernel_with_the_same_values():
 BUILD_AND_USE = r"""
 import json
 import torch
-from keras_gemma_app import int4_kernel, torch_packed
+from keras_gemma_app import weight_only_kernel, torch_packed
 matrix = torch.linspace(-1, 1, 64 * 48).reshape(64, 48)
 packed = torch_packed.PackedLinear.from_matrix(matrix, "int4", 32)
 out = packed(torch.linspace(-1, 1, 64)[None])
-print(json.dumps({"available": int4_kernel.available(), "kernel": packed._blocked is not None,
-                  "out": out.reshape(-1).tolist()}))
+packed8 = torch_packed.PackedLinear.from_matrix(matrix, "int8", None)
+out8 = packed8(torch.linspace(-1, 1, 64)[None])
+print(json.dumps({"available": weight_only_kernel.available(), "kernel": packed._blocked is not None,
+                  "kernel8": packed8._blocked is not None, "out": out.reshape(-1).tolist(),
+                  "out8": out8.reshape(-1).tolist()}))
 """
 
 
@@ -104,43 +139,44 @@ def _build_and_use(tmp_path, **env):
 @needs_kernel
 def test_built_once_into_the_cache_then_reused(tmp_path):
     first = _build_and_use(tmp_path)
-    assert first["available"] and first["kernel"]
-    built = list((tmp_path / "cache" / "kernels").glob("int4_kernel-*.so"))
+    assert first["available"] and first["kernel"] and first["kernel8"]
+    built = list((tmp_path / "cache" / "kernels").glob("weight_only_kernel-*.so"))
     assert len(built) == 1
     stamp = built[0].stat().st_mtime_ns
     again = _build_and_use(tmp_path)
-    assert again["out"] == first["out"]
+    assert again["out"] == first["out"] and again["out8"] == first["out8"]
     assert built[0].stat().st_mtime_ns == stamp
 
 
-@pytest.mark.parametrize("env", [{"KERAS_GEMMA_INT4_KERNEL": "0"}, {"CC": "no-such-compiler", "PATH": "/nonexistent"}],
+@pytest.mark.parametrize("env", [{"KERAS_GEMMA_WEIGHT_ONLY_KERNEL": "0"}, {"CC": "no-such-compiler", "PATH": "/nonexistent"}],
                          ids=["turned-off", "no-compiler"])
-def test_without_the_kernel_torchs_kernel_runs(tmp_path, env):
+def test_without_the_kernels_torchs_run(tmp_path, env):
     # Python itself is found by its full path; the empty PATH only hides the compiler.
     result = _build_and_use(tmp_path, **env)
-    assert not result["available"] and not result["kernel"]
+    assert not result["available"] and not result["kernel"] and not result["kernel8"]
     assert not (tmp_path / "cache" / "kernels").exists()
-    assert len(result["out"]) == 48 and any(result["out"])
+    assert len(result["out"]) == 48 and any(result["out"]) and len(result["out8"]) == 48
 
 
 @needs_kernel
-def test_compiled_runs_keep_torchs_kernel(tmp_path):
+def test_compiled_runs_keep_torchs_kernels(tmp_path):
     # Under KERAS_GEMMA_TORCH_COMPILE=1 compiled code calls torch's kernel directly; the app's would
     # need a custom op, slower to reach than it saves.
     result = _build_and_use(tmp_path, KERAS_GEMMA_TORCH_COMPILE="1")
-    assert result["available"] and not result["kernel"]
+    assert result["available"] and not result["kernel"] and not result["kernel8"]
     assert len(result["out"]) == 48 and any(result["out"])
 
 
 @needs_kernel
 @pytest.mark.slow
-def test_real_int4_model_with_and_without_the_kernel(real_quantized):
+def test_real_int4_model_with_and_without_the_kernels(real_quantized):
     preset, _ = real_quantized["int4"]
     runs = run_concurrently([[sys.executable, "-c", NEXT_TOKEN_WITH_FLAG, str(preset), flag] for flag in ("1", "0")])
     for done in runs:
         assert done.returncode == 0, done.stderr[-3000:]
     with_kernel, without = (json.loads(done.stdout.strip().splitlines()[-1]) for done in runs)
-    # Every int4 product of the blocks runs on the kernel in one process, none in the other.
+    # Every int4 and int8 weight-only product of the blocks runs on the kernels in one process, none in
+    # the other.
     assert with_kernel["kernel"] and all(with_kernel["kernel"]) and not any(without["kernel"])
     assert len(with_kernel["kernel"]) == len(without["kernel"])
     # float32 against bfloat16 activations: the same most likely next token, and log-probabilities a
@@ -155,7 +191,7 @@ def test_real_int4_model_with_and_without_the_kernel(real_quantized):
 
 NEXT_TOKEN_WITH_FLAG = r"""
 import json, os, sys
-os.environ["KERAS_GEMMA_INT4_KERNEL"] = sys.argv[2]
+os.environ["KERAS_GEMMA_WEIGHT_ONLY_KERNEL"] = sys.argv[2]
 import keras_gemma_app as kga
 kga.use_backend("torch")
 import torch
@@ -164,7 +200,7 @@ from keras_gemma_app.decoding import _model_adapter
 pipe = kga.load(sys.argv[1])
 model = _model_adapter(pipe.causal_lm)
 products = [p for layer in model.layers for p in (layer.qkv_2d, layer.output_2d, layer.gates_2d, layer.linear_2d)
-            if isinstance(p, torch_packed.PackedLinear) and p.mode == "int4"]
+            if isinstance(p, torch_packed.PackedLinear)]
 ids = torch.tensor([[2, 818, 5279, 529, 7001, 563]])
 with torch.inference_mode():
     hidden, _ = model.forward(ids, model.empty_cache(1, 8), 0)
