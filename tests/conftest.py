@@ -30,6 +30,22 @@ def pytest_configure(config):
     kga.use_backend(config.getoption("--backend"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_memory_between_modules():
+    """After each test module: JAX's compiled programs dropped (they keep the weights they were
+    traced with alive) and the freed memory handed back. Without this the test process grew to
+    ~21.5 GB by the end of the suite, on a 24 GB machine."""
+    yield
+    import gc
+
+    from keras_gemma_app import freed_memory
+
+    if "jax" in sys.modules:
+        sys.modules["jax"].clear_caches()
+    gc.collect()
+    freed_memory.give_back()
+
+
 @pytest.fixture(autouse=True)
 def _restore_environment():
     """Commands such as ``--offline`` set variables for their process; undo them per test."""

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from conftest import run_concurrently, run_python
+from conftest import run_python
 from keras_gemma_app import weight_only_kernel, torch_packed
 
 needs_kernel = pytest.mark.skipif(not weight_only_kernel.available(), reason="the weight-only kernels do not run on this machine")
@@ -171,7 +171,8 @@ def test_compiled_runs_keep_torchs_kernels(tmp_path):
 @pytest.mark.slow
 def test_real_int4_model_with_and_without_the_kernels(real_quantized):
     preset, _ = real_quantized["int4"]
-    runs = run_concurrently([[sys.executable, "-c", NEXT_TOKEN_WITH_FLAG, str(preset), flag] for flag in ("1", "0")])
+    # One process after the other: this runs late in the suite, when the test process itself is large.
+    runs = [run_python(NEXT_TOKEN_WITH_FLAG, str(preset), flag) for flag in ("1", "0")]
     for done in runs:
         assert done.returncode == 0, done.stderr[-3000:]
     with_kernel, without = (json.loads(done.stdout.strip().splitlines()[-1]) for done in runs)
